@@ -1,0 +1,38 @@
+"""NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR."""
+
+import torch
+import torch.nn.functional as F
+
+
+def nt_xent_loss(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.Tensor:
+    r"""Contrastive loss between two views of the same batch.
+
+    With :math:`z = \mathrm{normalize}([z_a; z_b])` (shape ``(2B, D)``) and
+    :math:`s_{ij} = z_i \cdot z_j / \tau`, each row :math:`i` has one positive :math:`p(i)`
+    (the other view of the same image) and :math:`2B - 2` negatives:
+
+    .. math::
+        \mathcal{L} = -\frac{1}{2B} \sum_i \log
+            \frac{\exp s_{i\,p(i)}}{\sum_{j \ne i} \exp s_{ij}}
+
+    Args:
+        z_a: projections of the first view, ``(B, D)``; need not be normalised.
+        z_b: projections of the second view, ``(B, D)``; row ``i`` pairs with ``z_a[i]``.
+        temperature: :math:`\tau > 0`.
+
+    Under DDP, pass the projections gathered from every process (with gradients) so each
+    sample sees the negatives of the whole global batch.
+    """
+    if z_a.shape != z_b.shape or z_a.ndim != 2:
+        raise ValueError(f"expected two (B, D) tensors of equal shape, got {tuple(z_a.shape)} "
+                         f"and {tuple(z_b.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    batch_size = z_a.shape[0]
+    z = F.normalize(torch.cat([z_a, z_b]), dim=1)
+    similarities = z @ z.T / temperature
+    # A sample is never its own negative.
+    self_mask = torch.eye(2 * batch_size, dtype=torch.bool, device=z.device)
+    similarities = similarities.masked_fill(self_mask, float("-inf"))
+    positives = torch.cat([torch.arange(batch_size, 2 * batch_size), torch.arange(batch_size)])
+    return F.cross_entropy(similarities, positives.to(z.device))

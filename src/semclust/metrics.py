@@ -1,0 +1,99 @@
+"""Clustering metrics: Hungarian ACC, many-to-one ACC, NMI, ARI and per-cluster cohesion.
+
+Labels only ever feed these metrics; nothing here is used to train or select a model.
+"""
+
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+
+def _as_label_array(values: Any, name: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+    if array.size and (not np.issubdtype(array.dtype, np.integer) or array.min() < 0):
+        raise ValueError(f"{name} must hold non-negative integers")
+    return array.astype(np.int64)
+
+
+def contingency_matrix(predictions: Any, targets: Any) -> np.ndarray:
+    """Counts ``C[cluster, class]`` of samples assigned to each cluster per true class."""
+    predictions = _as_label_array(predictions, "predictions")
+    targets = _as_label_array(targets, "targets")
+    if predictions.shape != targets.shape:
+        raise ValueError(f"predictions and targets differ in length: "
+                         f"{predictions.size} vs {targets.size}")
+    counts = np.zeros((predictions.max(initial=-1) + 1, targets.max(initial=-1) + 1), np.int64)
+    np.add.at(counts, (predictions, targets), 1)
+    return counts
+
+
+def hungarian_match(predictions: Any, targets: Any) -> dict[int, int]:
+    """One-to-one map cluster -> class that maximises the number of agreeing samples."""
+    counts = contingency_matrix(predictions, targets)
+    clusters, classes = linear_sum_assignment(counts, maximize=True)
+    return dict(zip(clusters.tolist(), classes.tolist(), strict=True))
+
+
+def hungarian_accuracy(predictions: Any, targets: Any) -> float:
+    """Clustering accuracy under the best one-to-one matching of clusters to classes.
+
+    With more clusters than classes, the unmatched clusters count as wrong; use
+    :func:`many_to_one_accuracy` for over-clustering.
+    """
+    counts = contingency_matrix(predictions, targets)
+    if counts.sum() == 0:
+        raise ValueError("cannot score an empty set of predictions")
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    return float(counts[rows, cols].sum() / counts.sum())
+
+
+def many_to_one_accuracy(predictions: Any, targets: Any) -> float:
+    """Accuracy when every cluster is mapped to its majority class (for over-clustering)."""
+    counts = contingency_matrix(predictions, targets)
+    if counts.sum() == 0:
+        raise ValueError("cannot score an empty set of predictions")
+    return float(counts.max(axis=1).sum() / counts.sum())
+
+
+def cluster_cohesion(features: Any, predictions: Any) -> dict[int, dict[str, float]]:
+    """Per cluster: its size and the mean cosine similarity of its members to their centroid.
+
+    Features are L2-normalised first; the centroid is the mean of the normalised members.
+    Clusters without members are left out.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    predictions = _as_label_array(predictions, "predictions")
+    if features.ndim != 2 or features.shape[0] != predictions.size:
+        raise ValueError(f"features must be (N, D) with N = {predictions.size}, "
+                         f"got {features.shape}")
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    features = features / np.maximum(norms, 1e-12)
+    cohesion = {}
+    for cluster in np.unique(predictions):
+        members = features[predictions == cluster]
+        centroid = members.mean(axis=0)
+        centroid /= max(np.linalg.norm(centroid), 1e-12)
+        cohesion[int(cluster)] = {"size": int(len(members)),
+                                  "cohesion": float((members @ centroid).mean())}
+    return cohesion
+
+
+def clustering_scores(predictions: Any, targets: Any | None = None) -> dict[str, float]:
+    """ACC, NMI, ARI and many-to-one ACC (the one to read when over-clustering).
+
+    Without targets only the number of non-empty clusters is reported.
+    """
+    predictions = _as_label_array(predictions, "predictions")
+    scores: dict[str, float] = {"clusters_used": int(np.unique(predictions).size)}
+    if targets is None:
+        return scores
+    targets = _as_label_array(targets, "targets")
+    scores["acc"] = hungarian_accuracy(predictions, targets)
+    scores["nmi"] = float(normalized_mutual_info_score(targets, predictions))
+    scores["ari"] = float(adjusted_rand_score(targets, predictions))
+    scores["acc_many_to_one"] = many_to_one_accuracy(predictions, targets)
+    return scores

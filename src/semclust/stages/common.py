@@ -1,0 +1,125 @@
+"""What every stage shares: building the trainer, the views, the backbone; gathering outputs."""
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from torch import nn
+
+from semclust.data import ViewTransforms, build_transforms
+from semclust.models import build_backbone
+
+
+def to_plain(cfg: Any) -> Any:
+    """A resolved config as plain dicts and lists (safe to store in JSON and checkpoints)."""
+    if isinstance(cfg, DictConfig) or OmegaConf.is_config(cfg):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
+
+
+def backbone_spec(backbone_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :func:`build_backbone`, without Hydra's ``_target_``."""
+    return {k: v for k, v in to_plain(backbone_cfg).items() if not k.startswith("_")}
+
+
+def backbone_from_spec(spec: Mapping[str, Any]) -> nn.Module:
+    return build_backbone(**spec)
+
+
+def view_transforms(data_cfg: Mapping[str, Any]) -> ViewTransforms:
+    augment = dict(to_plain(data_cfg["augment"]))
+    return build_transforms(
+        augment.pop("recipe"),
+        image_size=data_cfg["image_size"],
+        mean=data_cfg["mean"],
+        std=data_cfg["std"],
+        **augment,
+    )
+
+
+def build_trainer(
+    cfg: DictConfig,
+    stage: str,
+    stage_dir: Path,
+    max_epochs: int,
+    callbacks: Sequence[Callback] = (),
+    monitor: str | None = None,
+    **trainer_kwargs: Any,
+) -> tuple[pl.Trainer, ModelCheckpoint]:
+    """A Lightning trainer for one stage, checkpointing into ``<stage_dir>/checkpoints``.
+
+    ``last.ckpt`` is always written so a crashed stage resumes where it stopped; with a
+    ``monitor`` the lowest value's checkpoint is kept as ``best.ckpt`` too.
+    """
+    checkpoint = ModelCheckpoint(
+        dirpath=stage_dir / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode="min",
+        save_last=True,
+        save_top_k=1 if monitor else 0,
+        enable_version_counter=False,
+    )
+    logger = False
+    if cfg.get("logger"):
+        logger = hydra.utils.instantiate(cfg.logger, name=stage, version="")
+    trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        default_root_dir=str(stage_dir),
+        max_epochs=max_epochs,
+        callbacks=[checkpoint, *callbacks],
+        logger=logger,
+        **trainer_kwargs,
+    )
+    return trainer, checkpoint
+
+
+def resume_checkpoint(stage_dir: Path, resume: bool) -> str | None:
+    """``last.ckpt`` of an interrupted run of this stage, if resuming is on and it exists."""
+    last = stage_dir / "checkpoints" / "last.ckpt"
+    return str(last) if resume and last.is_file() else None
+
+
+def clear_checkpoints(stage_dir: Path) -> None:
+    """Remove a finished stage's checkpoints before it is run again from scratch."""
+    for path in (stage_dir / "checkpoints").glob("*.ckpt"):
+        path.unlink()
+
+
+def gather_by_index(
+    module: pl.LightningModule, tensors: Mapping[str, torch.Tensor], index: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Gather per-sample tensors from every process and order them by dataset index.
+
+    A distributed sampler pads the last batch with repeated samples; writing by index makes
+    those repeats harmless, and the result has one row per dataset sample.
+    """
+    if module.trainer is not None and module.trainer.world_size > 1:
+        index = module.all_gather(index).flatten(0, 1)
+        tensors = {name: module.all_gather(value).flatten(0, 1) for name, value in tensors.items()}
+    size = int(index.max()) + 1
+    ordered = {}
+    for name, value in tensors.items():
+        out = value.new_zeros((size, *value.shape[1:]))
+        out[index] = value
+        ordered[name] = out.cpu()
+    return ordered
+
+
+def concat_batches(batches: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {key: torch.cat([batch[key] for batch in batches]) for key in batches[0]}
+
+
+def pick_device(accelerator: str) -> torch.device:
+    """The device for work done outside a Lightning trainer (mining, evaluation)."""
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    if accelerator == "mps" or (accelerator == "auto" and torch.backends.mps.is_available()):
+        return torch.device("mps")
+    return torch.device("cpu")

@@ -1,0 +1,67 @@
+"""Stage 1, pretext: SimCLR contrastive learning of the backbone's features."""
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from semclust.callbacks import ValidationResult
+from semclust.losses import nt_xent_loss
+from semclust.models import ProjectionHead
+from semclust.stages.validation import CollectsValidation
+
+
+class SimCLRModule(CollectsValidation):
+    """Backbone + MLP projection trained with NT-Xent on two augmented views per image.
+
+    Under DDP the projections of all processes are gathered (with gradients) so every
+    sample is contrasted with the negatives of the whole global batch.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        temperature: float,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        projection_hidden_dim: int = 512,
+        projection_dim: int = 128,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.projection = ProjectionHead(backbone.feature_dim, projection_hidden_dim,
+                                         projection_dim)
+        self.temperature = temperature
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.backbone(images))
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        views = torch.cat([batch["view_a"], batch["view_b"]])
+        z_a, z_b = self(views).chunk(2)
+        if self.trainer.world_size > 1:
+            z_a = self.all_gather(z_a, sync_grads=True).flatten(0, 1)
+            z_b = self.all_gather(z_b, sync_grads=True).flatten(0, 1)
+        loss = nt_xent_loss(z_a, z_b, self.temperature)
+        self.log("train/ntxent_loss", loss, prog_bar=True, on_step=False, on_epoch=True,
+                 batch_size=batch["view_a"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.collect(batch["index"], features=self.backbone(batch["image"]),
+                     targets=batch["target"])
+
+    def validation_result(self) -> ValidationResult | None:
+        gathered = self.gathered()
+        if gathered is None:
+            return None
+        return ValidationResult(features=gathered["features"], targets=gathered["targets"])
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
