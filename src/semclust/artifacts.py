@@ -116,8 +116,9 @@ def read_json(path: Path) -> Any:
         raise ValueError(f"{path} is not valid JSON: {error}") from error
 
 
-def save_weights(module: torch.nn.Module, weights_path: Path, spec: Mapping[str, Any],
-                 spec_path: Path) -> None:
+def save_weights(
+    module: torch.nn.Module, weights_path: Path, spec: Mapping[str, Any], spec_path: Path
+) -> None:
     """Weights as safetensors plus a JSON spec to rebuild the module; nothing is pickled."""
     state = {key: value.detach().cpu().contiguous() for key, value in module.state_dict().items()}
     save_file(state, str(weights_path))

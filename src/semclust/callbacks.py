@@ -28,8 +28,9 @@ def kmeans_predictions(features: np.ndarray, num_clusters: int, seed: int) -> np
     return KMeans(num_clusters, n_init=10, random_state=seed).fit_predict(normalized)
 
 
-def evaluate_clusters(features: np.ndarray, predictions: np.ndarray,
-                      targets: np.ndarray | None) -> dict[str, Any]:
+def evaluate_clusters(
+    features: np.ndarray, predictions: np.ndarray, targets: np.ndarray | None
+) -> dict[str, Any]:
     """ACC/NMI/ARI where labels exist, plus per-cluster cohesion and its mean."""
     labeled = targets is not None and (targets >= 0).all()
     scores: dict[str, Any] = clustering_scores(predictions, targets if labeled else None)
@@ -63,7 +64,10 @@ class ClusterEvaluation(Callback):
         else:
             predictions = result.predictions.numpy()
         self.latest = evaluate_clusters(features, predictions, result.targets.numpy())
-        scalars = {f"val/{key}": float(value) for key, value in self.latest.items()
-                   if isinstance(value, int | float)}
+        scalars = {
+            f"val/{key}": float(value)
+            for key, value in self.latest.items()
+            if isinstance(value, int | float)
+        }
         # Every process holds the same gathered result, so no further reduction is needed.
         pl_module.log_dict(scalars, sync_dist=False, rank_zero_only=True)

@@ -24,8 +24,9 @@ def contingency_matrix(predictions: Any, targets: Any) -> np.ndarray:
     predictions = _as_label_array(predictions, "predictions")
     targets = _as_label_array(targets, "targets")
     if predictions.shape != targets.shape:
-        raise ValueError(f"predictions and targets differ in length: "
-                         f"{predictions.size} vs {targets.size}")
+        raise ValueError(
+            f"predictions and targets differ in length: {predictions.size} vs {targets.size}"
+        )
     counts = np.zeros((predictions.max(initial=-1) + 1, targets.max(initial=-1) + 1), np.int64)
     np.add.at(counts, (predictions, targets), 1)
     return counts
@@ -68,8 +69,9 @@ def cluster_cohesion(features: Any, predictions: Any) -> dict[int, dict[str, flo
     features = np.asarray(features, dtype=np.float64)
     predictions = _as_label_array(predictions, "predictions")
     if features.ndim != 2 or features.shape[0] != predictions.size:
-        raise ValueError(f"features must be (N, D) with N = {predictions.size}, "
-                         f"got {features.shape}")
+        raise ValueError(
+            f"features must be (N, D) with N = {predictions.size}, got {features.shape}"
+        )
     norms = np.linalg.norm(features, axis=1, keepdims=True)
     features = features / np.maximum(norms, 1e-12)
     cohesion = {}
@@ -77,8 +79,10 @@ def cluster_cohesion(features: Any, predictions: Any) -> dict[int, dict[str, flo
         members = features[predictions == cluster]
         centroid = members.mean(axis=0)
         centroid /= max(np.linalg.norm(centroid), 1e-12)
-        cohesion[int(cluster)] = {"size": int(len(members)),
-                                  "cohesion": float((members @ centroid).mean())}
+        cohesion[int(cluster)] = {
+            "size": int(len(members)),
+            "cohesion": float((members @ centroid).mean()),
+        }
     return cohesion
 
 

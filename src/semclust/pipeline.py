@@ -60,26 +60,43 @@ def _optional(factory_cfg: Any, **kwargs: Any) -> Any:
 
 
 def _loader(cfg: DictConfig, dataset: Any, shuffle: bool, batch_size: int) -> Any:
-    return make_loader(dataset, batch_size, shuffle=shuffle,
-                       num_workers=cfg.data.num_workers, drop_last=shuffle)
+    return make_loader(
+        dataset, batch_size, shuffle=shuffle, num_workers=cfg.data.num_workers, drop_last=shuffle
+    )
 
 
 def _eval_loader(cfg: DictConfig, dataset: Any) -> Any:
-    return _loader(cfg, MultiViewDataset(dataset, {"image": view_transforms(cfg.data).eval}),
-                   shuffle=False, batch_size=cfg.data.eval_batch_size)
+    return _loader(
+        cfg,
+        MultiViewDataset(dataset, {"image": view_transforms(cfg.data).eval}),
+        shuffle=False,
+        batch_size=cfg.data.eval_batch_size,
+    )
 
 
-def _fit(trainer: pl.Trainer, module: pl.LightningModule, train_loader: Any, val_loader: Any,
-         stage_dir: Path, cfg: DictConfig) -> None:
-    trainer.fit(module, train_loader, val_loader,
-                ckpt_path=resume_checkpoint(stage_dir, cfg.resume), weights_only=True)
+def _fit(
+    trainer: pl.Trainer,
+    module: pl.LightningModule,
+    train_loader: Any,
+    val_loader: Any,
+    stage_dir: Path,
+    cfg: DictConfig,
+) -> None:
+    trainer.fit(
+        module,
+        train_loader,
+        val_loader,
+        ckpt_path=resume_checkpoint(stage_dir, cfg.resume),
+        weights_only=True,
+    )
 
 
 def _final_scores(cfg: DictConfig, module: pl.LightningModule, val_loader: Any) -> dict:
     """Score ``module`` once more on the validation set through the evaluation callback."""
     evaluation = ClusterEvaluation(cfg.data.num_clusters, cfg.seed)
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False,
-                                      callbacks=[evaluation])
+    trainer = hydra.utils.instantiate(
+        cfg.trainer, logger=False, enable_checkpointing=False, callbacks=[evaluation]
+    )
     trainer.validate(module, val_loader, verbose=False)
     return evaluation.latest
 
@@ -91,29 +108,40 @@ def _load_backbone(run: RunDirectory, needed_by: str) -> tuple[torch.nn.Module, 
     return backbone, spec
 
 
-def _load_neighbors(run: RunDirectory, artifact: tuple[str, str], needed_by: str,
-                    dataset_size: int, num_neighbors: int) -> np.ndarray:
+def _load_neighbors(
+    run: RunDirectory,
+    artifact: tuple[str, str],
+    needed_by: str,
+    dataset_size: int,
+    num_neighbors: int,
+) -> np.ndarray:
     path = run.require(artifact, needed_by)
     neighbors = np.load(path)
     if len(neighbors) != dataset_size:
-        raise ValueError(f"{path} holds neighbours of {len(neighbors)} images but the dataset "
-                         f"now has {dataset_size}; rerun the mine stage")
+        raise ValueError(
+            f"{path} holds neighbours of {len(neighbors)} images but the dataset "
+            f"now has {dataset_size}; rerun the mine stage"
+        )
     if num_neighbors > neighbors.shape[1]:
-        raise ValueError(f"{needed_by}.num_neighbors={num_neighbors} but only "
-                         f"{neighbors.shape[1]} were mined; raise mine.num_neighbors and rerun "
-                         "the mine stage")
+        raise ValueError(
+            f"{needed_by}.num_neighbors={num_neighbors} but only "
+            f"{neighbors.shape[1]} were mined; raise mine.num_neighbors and rerun "
+            "the mine stage"
+        )
     return neighbors[:, :num_neighbors]
 
 
-def _save_clustering_model(model: ClusteringModel, stage_dir: Path, backbone: dict,
-                           cfg: DictConfig, **extra: Any) -> dict[str, Path]:
+def _save_clustering_model(
+    model: ClusteringModel, stage_dir: Path, backbone: dict, cfg: DictConfig, **extra: Any
+) -> dict[str, Path]:
     """Export weights (safetensors) and the JSON that rebuilds and preprocesses for them."""
     spec = {
         "backbone": backbone,
         "num_clusters": cfg.data.num_clusters,
         "num_heads": len(model.cluster_heads.heads),
-        "preprocessing": {key: to_plain(cfg.data[key])
-                          for key in ("image_size", "channels", "mean", "std")},
+        "preprocessing": {
+            key: to_plain(cfg.data[key]) for key in ("image_size", "channels", "mean", "std")
+        },
         **extra,
     }
     weights, spec_path = stage_dir / "model.safetensors", stage_dir / "model.json"
@@ -121,7 +149,18 @@ def _save_clustering_model(model: ClusteringModel, stage_dir: Path, backbone: di
     return {"weights": weights, "spec": spec_path}
 
 
+def _checkpoint_metadata(cfg: DictConfig, stage: str, backbone: dict, num_heads: int) -> dict:
+    return {
+        "stage": stage,
+        "backbone": backbone,
+        "num_clusters": cfg.data.num_clusters,
+        "num_heads": num_heads,
+        "data": to_plain(cfg.data),
+    }
+
+
 # stages -----------------------------------------------------------------------------------
+
 
 def run_pretext(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
     """SimCLR on the training split; saves the backbone."""
@@ -139,14 +178,27 @@ def run_pretext(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
         projection_dim=cfg.pretext.projection_dim,
     )
     evaluation = ClusterEvaluation(cfg.data.num_clusters, cfg.seed)
-    trainer, _ = build_trainer(cfg, "pretext", stage_dir, cfg.pretext.epochs, [evaluation],
-                               check_val_every_n_epoch=cfg.pretext.val_every_n_epochs)
-    _fit(trainer, module, _loader(cfg, pairs, True, cfg.pretext.batch_size),
-         _eval_loader(cfg, val_set), stage_dir, cfg)
+    trainer, _ = build_trainer(
+        cfg,
+        "pretext",
+        stage_dir,
+        cfg.pretext.epochs,
+        [evaluation],
+        check_val_every_n_epoch=cfg.pretext.val_every_n_epochs,
+    )
+    _fit(
+        trainer,
+        module,
+        _loader(cfg, pairs, True, cfg.pretext.batch_size),
+        _eval_loader(cfg, val_set),
+        stage_dir,
+        cfg,
+    )
     outputs = {"backbone": run.path(BACKBONE_WEIGHTS), "backbone_spec": run.path(BACKBONE_SPEC)}
     if trainer.is_global_zero:
-        save_weights(backbone, outputs["backbone"], backbone_spec(cfg.backbone),
-                     outputs["backbone_spec"])
+        save_weights(
+            backbone, outputs["backbone"], backbone_spec(cfg.backbone), outputs["backbone_spec"]
+        )
     return outputs, {f"kmeans_{k}": v for k, v in evaluation.latest.items() if k in HEADLINE}
 
 
@@ -163,15 +215,19 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
         if split_key == "val" and cfg.data.val_split == cfg.data.train_split:
             embedded["val"] = embedded["train"]  # same images: no need to embed them twice
         else:
-            trainer.validate(extractor, _eval_loader(cfg, build_dataset(cfg.data, split_key)),
-                             verbose=False)
+            trainer.validate(
+                extractor, _eval_loader(cfg, build_dataset(cfg.data, split_key)), verbose=False
+            )
             result = extractor.validation_result()
             embedded[split_key] = (result.features.numpy(), result.targets.numpy())
         features, targets = embedded[split_key]
         neighbors = mine_neighbors(features, cfg.mine.num_neighbors, use_gpu=cfg.mine.use_gpu)
         if trainer.is_global_zero:
-            for name, array in (("features", features), ("targets", targets),
-                                ("neighbors", neighbors)):
+            for name, array in (
+                ("features", features),
+                ("targets", targets),
+                ("neighbors", neighbors),
+            ):
                 outputs[f"{split_key}_{name}"] = stage_dir / f"{split_key}_{name}.npy"
                 np.save(outputs[f"{split_key}_{name}"], array)
         if (targets >= 0).all():
@@ -189,10 +245,12 @@ def run_scan(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
     stage_dir = run.stage_dir("scan")
     backbone, spec = _load_backbone(run, "scan")
     train_set, val_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "val")
-    train_neighbors = _load_neighbors(run, TRAIN_NEIGHBORS, "scan", len(train_set),
-                                      cfg.scan.num_neighbors)
-    val_neighbors = _load_neighbors(run, VAL_NEIGHBORS, "scan", len(val_set),
-                                    cfg.scan.num_neighbors)
+    train_neighbors = _load_neighbors(
+        run, TRAIN_NEIGHBORS, "scan", len(train_set), cfg.scan.num_neighbors
+    )
+    val_neighbors = _load_neighbors(
+        run, VAL_NEIGHBORS, "scan", len(val_set), cfg.scan.num_neighbors
+    )
     model = ClusteringModel(backbone, cfg.data.num_clusters, cfg.scan.num_heads)
     module = ScanModule(
         model,
@@ -201,26 +259,32 @@ def run_scan(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
         scheduler=_optional(cfg.scan.get("scheduler")),
         update_backbone=cfg.scan.update_backbone,
         val_neighbors=val_neighbors,
+        metadata=_checkpoint_metadata(cfg, "scan", spec, cfg.scan.num_heads),
     )
     transform = view_transforms(cfg.data).get(cfg.scan.augmentation)
     pairs = NeighborsDataset(train_set, train_neighbors, transform)
     evaluation = ClusterEvaluation(cfg.data.num_clusters, cfg.seed)
-    trainer, checkpoint = build_trainer(cfg, "scan", stage_dir, cfg.scan.epochs, [evaluation],
-                                        monitor="val/lowest_loss")
+    trainer, checkpoint = build_trainer(
+        cfg, "scan", stage_dir, cfg.scan.epochs, [evaluation], monitor="val/lowest_loss"
+    )
     val_loader = _eval_loader(cfg, val_set)
-    _fit(trainer, module, _loader(cfg, pairs, True, cfg.scan.batch_size), val_loader,
-         stage_dir, cfg)
+    _fit(
+        trainer, module, _loader(cfg, pairs, True, cfg.scan.batch_size), val_loader, stage_dir, cfg
+    )
     # Keep the epoch and head with the lowest validation SCAN loss: no labels involved.
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
     module.load_state_dict(best["state_dict"])
     module.on_load_checkpoint(best)
-    head_losses = {"best_head": module.best_head,
-                   "best_val_scan_loss": float(checkpoint.best_model_score)}
+    head_losses = {
+        "best_head": module.best_head,
+        "best_val_scan_loss": float(checkpoint.best_model_score),
+    }
     model.cluster_heads.keep(module.best_head)
     module.best_head = 0
     scores = _final_scores(cfg, module, val_loader)
-    outputs = _save_clustering_model(model, stage_dir, spec, cfg, stage="scan",
-                                     head_index=head_losses["best_head"])
+    outputs = _save_clustering_model(
+        model, stage_dir, spec, cfg, stage="scan", head_index=head_losses["best_head"]
+    )
     return outputs, {**scores, **head_losses}
 
 
@@ -230,8 +294,7 @@ def _confident_fraction(cfg: DictConfig, model: ClusteringModel, dataset: Any) -
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     trainer.validate(extractor, _eval_loader(cfg, dataset), verbose=False)
     logits = extractor.gathered()["logits"].float()
-    return float((logits.softmax(dim=1).max(dim=1).values > cfg.selflabel.threshold)
-                 .float().mean())
+    return float((logits.softmax(dim=1).max(dim=1).values > cfg.selflabel.threshold).float().mean())
 
 
 def run_selflabel(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
@@ -248,7 +311,8 @@ def run_selflabel(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
             f"only {confident:.1%} of the training images have a SCAN confidence above "
             f"{cfg.selflabel.threshold} (need {cfg.selflabel.min_confident_fraction:.1%}); "
             "self-labeling skipped and the SCAN result kept. Lower selflabel.threshold or "
-            "train SCAN longer.")
+            "train SCAN longer."
+        )
 
     views = view_transforms(cfg.data)
     module = SelfLabelModule(
@@ -258,23 +322,40 @@ def run_selflabel(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
         scheduler=_optional(cfg.selflabel.get("scheduler")),
         class_balancing=cfg.selflabel.class_balancing,
         ema_decay=cfg.selflabel.ema_decay,
+        metadata=_checkpoint_metadata(cfg, "selflabel", spec["backbone"], 1),
     )
     pairs = MultiViewDataset(train_set, {"weak": views.weak, "strong": views.strong})
     evaluation = ClusterEvaluation(cfg.data.num_clusters, cfg.seed)
-    trainer, _ = build_trainer(cfg, "selflabel", stage_dir, cfg.selflabel.epochs, [evaluation],
-                               check_val_every_n_epoch=cfg.selflabel.val_every_n_epochs)
+    trainer, _ = build_trainer(
+        cfg,
+        "selflabel",
+        stage_dir,
+        cfg.selflabel.epochs,
+        [evaluation],
+        check_val_every_n_epoch=cfg.selflabel.val_every_n_epochs,
+    )
     val_loader = _eval_loader(cfg, val_set)
-    _fit(trainer, module, _loader(cfg, pairs, True, cfg.selflabel.batch_size), val_loader,
-         stage_dir, cfg)
+    _fit(
+        trainer,
+        module,
+        _loader(cfg, pairs, True, cfg.selflabel.batch_size),
+        val_loader,
+        stage_dir,
+        cfg,
+    )
     scores = _final_scores(cfg, module, val_loader)
-    scan_clusters = run.read_manifest()["stages"].get("scan", {}).get("metrics", {}).get(
-        "clusters_used")
-    if scan_clusters is not None and scores["clusters_used"] < scan_clusters:
+    scan_clusters = (
+        run.read_manifest()["stages"].get("scan", {}).get("metrics", {}).get("clusters_used")
+    )
+    kept_fraction = cfg.selflabel.min_clusters_kept_fraction
+    if scan_clusters is not None and scores["clusters_used"] < kept_fraction * scan_clusters:
         raise StageSkipped(
             f"self-labeling collapsed the clusters from {scan_clusters} to "
-            f"{scores['clusters_used']} used; the SCAN result is kept.")
-    outputs = _save_clustering_model(module.final_model, stage_dir, spec["backbone"], cfg,
-                                     stage="selflabel", head_index=0)
+            f"{scores['clusters_used']} used; the SCAN result is kept."
+        )
+    outputs = _save_clustering_model(
+        module.final_model, stage_dir, spec["backbone"], cfg, stage="selflabel", head_index=0
+    )
     return outputs, {**scores, "train_confident_fraction_before": confident}
 
 
@@ -287,6 +368,7 @@ RUNNERS: dict[str, Callable[[DictConfig, RunDirectory], tuple[dict, dict]]] = {
 
 
 # the pipeline -----------------------------------------------------------------------------
+
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run the configured stages in order and return the run's ``metrics.json`` content."""
@@ -303,21 +385,41 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         run.record_stage(stage, "running", to_plain(cfg[stage]))
         pl.seed_everything(cfg.seed + STAGES.index(stage), workers=True, verbose=False)
         started = time.perf_counter()
-        stage_config = {"data": to_plain(cfg.data), "backbone": to_plain(cfg.backbone),
-                        stage: to_plain(cfg[stage]), "seed": cfg.seed}
+        stage_config = {
+            "data": to_plain(cfg.data),
+            "backbone": to_plain(cfg.backbone),
+            stage: to_plain(cfg[stage]),
+            "seed": cfg.seed,
+        }
         try:
             outputs, metrics = RUNNERS[stage](cfg, run)
         except StageSkipped as reason:
             log.warning("%s: %s", stage, reason)
-            run.record_stage(stage, "skipped", stage_config, note=str(reason),
-                             wall_time_s=time.perf_counter() - started)
+            run.record_stage(
+                stage,
+                "skipped",
+                stage_config,
+                note=str(reason),
+                wall_time_s=time.perf_counter() - started,
+            )
             continue
         except BaseException as error:
-            run.record_stage(stage, "failed", stage_config, note=f"{type(error).__name__}: "
-                             f"{error}", wall_time_s=time.perf_counter() - started)
+            run.record_stage(
+                stage,
+                "failed",
+                stage_config,
+                note=f"{type(error).__name__}: {error}",
+                wall_time_s=time.perf_counter() - started,
+            )
             raise
-        run.record_stage(stage, "completed", stage_config, outputs, metrics,
-                         wall_time_s=time.perf_counter() - started)
+        run.record_stage(
+            stage,
+            "completed",
+            stage_config,
+            outputs,
+            metrics,
+            wall_time_s=time.perf_counter() - started,
+        )
     summary = summarize(run)
     write_json(run.metrics_path, summary)
     print(format_table(summary))
@@ -335,9 +437,10 @@ def summarize(run: RunDirectory) -> dict[str, Any]:
         entry = stages.get(stage)
         if not entry:
             continue
-        summary["stages"][stage] = {"status": entry["status"],
-                                    **{k: v for k, v in entry["metrics"].items()
-                                       if k != "cohesion"}}
+        summary["stages"][stage] = {
+            "status": entry["status"],
+            **{k: v for k, v in entry["metrics"].items() if k != "cohesion"},
+        }
         if entry["status"] == "completed":
             summary["final_stage"] = stage
     if summary["final_stage"]:
@@ -349,8 +452,11 @@ def summarize(run: RunDirectory) -> dict[str, Any]:
 def format_table(summary: dict[str, Any]) -> str:
     """The closing table: ACC/NMI/ARI of k-means on pretext features, SCAN, self-labeling."""
     rows = [f"{'method':<28}{'ACC':>8}{'NMI':>8}{'ARI':>8}"]
-    names = {"kmeans": "k-means (pretext features)", "scan": "SCAN",
-             "selflabel": "SCAN + self-labeling"}
+    names = {
+        "kmeans": "k-means (pretext features)",
+        "scan": "SCAN",
+        "selflabel": "SCAN + self-labeling",
+    }
     for key, name in names.items():
         entry = summary["stages"].get(key)
         if entry is None:

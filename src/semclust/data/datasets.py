@@ -49,8 +49,11 @@ class DigitsDataset(ImageDataset):
         images = np.clip(digits.images * 16, 0, 255).astype(np.uint8)
         order = np.random.default_rng(split_seed).permutation(len(images))
         cut = int(0.8 * len(images))
-        selections = {"all": np.arange(len(images)), "train": np.sort(order[:cut]),
-                      "test": np.sort(order[cut:])}
+        selections = {
+            "all": np.arange(len(images)),
+            "train": np.sort(order[:cut]),
+            "test": np.sort(order[cut:]),
+        }
         if split not in selections:
             raise ValueError(f"unknown digits split {split!r}; choose one of {sorted(selections)}")
         chosen = selections[split]

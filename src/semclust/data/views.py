@@ -36,11 +36,14 @@ class NeighborsDataset(Dataset):
     Returns ``{"anchor", "neighbor", "index", "neighbor_index", "target"}``.
     """
 
-    def __init__(self, base: ImageDataset, neighbor_indices: np.ndarray,
-                 transform: Callable) -> None:
+    def __init__(
+        self, base: ImageDataset, neighbor_indices: np.ndarray, transform: Callable
+    ) -> None:
         if neighbor_indices.ndim != 2 or len(neighbor_indices) != len(base):
-            raise ValueError(f"neighbor_indices must be (N, k) with N = {len(base)}, "
-                             f"got {neighbor_indices.shape}")
+            raise ValueError(
+                f"neighbor_indices must be (N, k) with N = {len(base)}, "
+                f"got {neighbor_indices.shape}"
+            )
         self.base = base
         self.neighbor_indices = torch.from_numpy(np.ascontiguousarray(neighbor_indices))
         self.transform = transform
@@ -62,8 +65,9 @@ class NeighborsDataset(Dataset):
         }
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int,
-                drop_last: bool = False) -> DataLoader:
+def make_loader(
+    dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int, drop_last: bool = False
+) -> DataLoader:
     """A DataLoader with the settings every stage shares."""
     return DataLoader(
         dataset,

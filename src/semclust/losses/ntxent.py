@@ -24,8 +24,10 @@ def nt_xent_loss(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> to
     sample sees the negatives of the whole global batch.
     """
     if z_a.shape != z_b.shape or z_a.ndim != 2:
-        raise ValueError(f"expected two (B, D) tensors of equal shape, got {tuple(z_a.shape)} "
-                         f"and {tuple(z_b.shape)}")
+        raise ValueError(
+            f"expected two (B, D) tensors of equal shape, got {tuple(z_a.shape)} "
+            f"and {tuple(z_b.shape)}"
+        )
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     batch_size = z_a.shape[0]

@@ -35,8 +35,10 @@ def scan_loss(
     Returns the total loss, the consistency term and the (positive) entropy.
     """
     if anchor_logits.shape != neighbor_logits.shape or anchor_logits.ndim != 2:
-        raise ValueError(f"expected two (B, K) tensors of equal shape, got "
-                         f"{tuple(anchor_logits.shape)} and {tuple(neighbor_logits.shape)}")
+        raise ValueError(
+            f"expected two (B, K) tensors of equal shape, got "
+            f"{tuple(anchor_logits.shape)} and {tuple(neighbor_logits.shape)}"
+        )
     anchor_probs = F.softmax(anchor_logits, dim=1)
     neighbor_probs = F.softmax(neighbor_logits, dim=1)
     agreement = (anchor_probs * neighbor_probs).sum(dim=1)

@@ -33,8 +33,10 @@ def confidence_cross_entropy(
     boolean mask of confident samples.
     """
     if weak_logits.shape != strong_logits.shape or weak_logits.ndim != 2:
-        raise ValueError(f"expected two (B, K) tensors of equal shape, got "
-                         f"{tuple(weak_logits.shape)} and {tuple(strong_logits.shape)}")
+        raise ValueError(
+            f"expected two (B, K) tensors of equal shape, got "
+            f"{tuple(weak_logits.shape)} and {tuple(strong_logits.shape)}"
+        )
     with torch.no_grad():
         max_prob, pseudo_labels = F.softmax(weak_logits, dim=1).max(dim=1)
         confident = max_prob > threshold
@@ -43,7 +45,7 @@ def confidence_cross_entropy(
     targets = pseudo_labels[confident]
     weight = None
     if class_balancing:
-        counts = torch.bincount(targets, minlength=weak_logits.shape[1]).float()
+        counts = torch.bincount(targets, minlength=weak_logits.shape[1]).to(strong_logits.dtype)
         weight = torch.where(counts > 0, targets.numel() / counts.clamp_min(1), 0.0)
     loss = F.cross_entropy(strong_logits[confident], targets, weight=weight)
     return loss, confident

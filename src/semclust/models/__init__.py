@@ -1,6 +1,6 @@
 """Backbones, projection heads and cluster heads."""
 
 from semclust.models.backbones import build_backbone
-from semclust.models.heads import ClusteringModel, ClusterHeads, ProjectionHead
+from semclust.models.heads import ClusterHeads, ClusteringModel, ProjectionHead
 
 __all__ = ["ClusterHeads", "ClusteringModel", "ProjectionHead", "build_backbone"]

@@ -63,8 +63,10 @@ class TorchvisionBackbone(nn.Module):
             model.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
             model.maxpool = nn.Identity()
         elif in_channels != 3:
-            raise ValueError(f"{model_name!r} expects 3 input channels, got {in_channels}; "
-                             "convert images to RGB in the data config")
+            raise ValueError(
+                f"{model_name!r} expects 3 input channels, got {in_channels}; "
+                "convert images to RGB in the data config"
+            )
         self.feature_dim = _replace_classifier(model, model_name)
         self.model = model
 

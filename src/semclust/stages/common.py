@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf

@@ -21,8 +21,9 @@ class FeatureExtractor(CollectsValidation):
         self.backbone = backbone
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.collect(batch["index"], features=self.backbone(batch["image"]),
-                     targets=batch["target"])
+        self.collect(
+            batch["index"], features=self.backbone(batch["image"]), targets=batch["target"]
+        )
 
     def validation_result(self) -> ValidationResult | None:
         gathered = self.gathered()
@@ -36,8 +37,12 @@ def l2_normalize(features: np.ndarray) -> np.ndarray:
     return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
-def mine_neighbors(features: np.ndarray, num_neighbors: int, use_gpu: bool | None = None,
-                   query_batch_size: int = 65536) -> np.ndarray:
+def mine_neighbors(
+    features: np.ndarray,
+    num_neighbors: int,
+    use_gpu: bool | None = None,
+    query_batch_size: int = 65536,
+) -> np.ndarray:
     """Indices ``(N, k)`` of each sample's ``k`` nearest neighbours by cosine similarity.
 
     Features are L2-normalised and searched with an exact inner-product FAISS index; the
@@ -48,8 +53,10 @@ def mine_neighbors(features: np.ndarray, num_neighbors: int, use_gpu: bool | Non
         raise ValueError(f"features must be (N, D), got shape {features.shape}")
     num_samples = features.shape[0]
     if not 1 <= num_neighbors < num_samples:
-        raise ValueError(f"cannot mine {num_neighbors} neighbours among {num_samples} samples; "
-                         f"num_neighbors must be between 1 and {num_samples - 1}")
+        raise ValueError(
+            f"cannot mine {num_neighbors} neighbours among {num_samples} samples; "
+            f"num_neighbors must be between 1 and {num_samples - 1}"
+        )
     features = l2_normalize(features)
     index = faiss.IndexFlatIP(features.shape[1])
     has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0

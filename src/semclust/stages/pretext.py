@@ -30,8 +30,9 @@ class SimCLRModule(CollectsValidation):
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.projection = ProjectionHead(backbone.feature_dim, projection_hidden_dim,
-                                         projection_dim)
+        self.projection = ProjectionHead(
+            backbone.feature_dim, projection_hidden_dim, projection_dim
+        )
         self.temperature = temperature
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -46,13 +47,20 @@ class SimCLRModule(CollectsValidation):
             z_a = self.all_gather(z_a, sync_grads=True).flatten(0, 1)
             z_b = self.all_gather(z_b, sync_grads=True).flatten(0, 1)
         loss = nt_xent_loss(z_a, z_b, self.temperature)
-        self.log("train/ntxent_loss", loss, prog_bar=True, on_step=False, on_epoch=True,
-                 batch_size=batch["view_a"].shape[0])
+        self.log(
+            "train/ntxent_loss",
+            loss,
+            prog_bar=True,
+            on_step=False,
+            on_epoch=True,
+            batch_size=batch["view_a"].shape[0],
+        )
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.collect(batch["index"], features=self.backbone(batch["image"]),
-                     targets=batch["target"])
+        self.collect(
+            batch["index"], features=self.backbone(batch["image"]), targets=batch["target"]
+        )
 
     def validation_result(self) -> ValidationResult | None:
         gathered = self.gathered()

@@ -15,8 +15,9 @@ from semclust.stages.validation import CollectsValidation
 _EPS = 1e-8
 
 
-def scan_validation_losses(probabilities: torch.Tensor, neighbor_indices: torch.Tensor,
-                           entropy_weight: float) -> torch.Tensor:
+def scan_validation_losses(
+    probabilities: torch.Tensor, neighbor_indices: torch.Tensor, entropy_weight: float
+) -> torch.Tensor:
     """SCAN loss of each head over the whole validation set, every (anchor, neighbour) pair.
 
     Args:
@@ -49,8 +50,11 @@ class ScanModule(CollectsValidation):
         scheduler: Callable[..., Any] | None = None,
         update_backbone: bool = True,
         val_neighbors: np.ndarray | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        # Plain values saved in every checkpoint so evaluate.py can rebuild the model.
+        self.metadata = dict(metadata or {})
         self.model = model
         self.entropy_weight = entropy_weight
         self.optimizer_factory = optimizer
@@ -70,15 +74,23 @@ class ScanModule(CollectsValidation):
         with torch.set_grad_enabled(self.update_backbone):
             features = self.model.backbone(images)
         anchor_logits, neighbor_logits = self.model.cluster_heads(features).chunk(2, dim=1)
-        terms = [scan_loss(a, n, self.entropy_weight)
-                 for a, n in zip(anchor_logits, neighbor_logits, strict=True)]
+        terms = [
+            scan_loss(a, n, self.entropy_weight)
+            for a, n in zip(anchor_logits, neighbor_logits, strict=True)
+        ]
         total = torch.stack([t.total for t in terms]).sum()
         batch_size = batch["anchor"].shape[0]
-        self.log_dict({
-            "train/scan_loss": total,
-            "train/consistency": torch.stack([t.consistency for t in terms]).mean(),
-            "train/entropy": torch.stack([t.entropy for t in terms]).mean(),
-        }, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=True)
+        self.log_dict(
+            {
+                "train/scan_loss": total,
+                "train/consistency": torch.stack([t.consistency for t in terms]).mean(),
+                "train/entropy": torch.stack([t.entropy for t in terms]).mean(),
+            },
+            on_step=False,
+            on_epoch=True,
+            batch_size=batch_size,
+            prog_bar=True,
+        )
         return total
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -91,11 +103,14 @@ class ScanModule(CollectsValidation):
         if gathered is None or self.val_neighbors is None or self.trainer.sanity_checking:
             return
         if len(self.val_neighbors) != len(gathered["logits"]):
-            raise ValueError(f"validation neighbours cover {len(self.val_neighbors)} samples "
-                             f"but the validation set has {len(gathered['logits'])}; "
-                             "rerun the mine stage")
-        losses = scan_validation_losses(F.softmax(gathered["logits"].float(), dim=2),
-                                        self.val_neighbors, self.entropy_weight)
+            raise ValueError(
+                f"validation neighbours cover {len(self.val_neighbors)} samples "
+                f"but the validation set has {len(gathered['logits'])}; "
+                "rerun the mine stage"
+            )
+        losses = scan_validation_losses(
+            F.softmax(gathered["logits"].float(), dim=2), self.val_neighbors, self.entropy_weight
+        )
         self.best_head = int(losses.argmin())
         self.log("val/lowest_loss", losses.min(), sync_dist=False)
         self.log("val/best_head", float(self.best_head), sync_dist=False)
@@ -111,7 +126,7 @@ class ScanModule(CollectsValidation):
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint.setdefault("semclust", {})["best_head"] = self.best_head
+        checkpoint["semclust"] = {**self.metadata, "best_head": self.best_head}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.best_head = int(checkpoint.get("semclust", {}).get("best_head", 0))
@@ -119,8 +134,11 @@ class ScanModule(CollectsValidation):
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
             raise RuntimeError("ScanModule was built for evaluation only (no optimizer)")
-        parameters = (self.model.parameters() if self.update_backbone
-                      else self.model.cluster_heads.parameters())
+        parameters = (
+            self.model.parameters()
+            if self.update_backbone
+            else self.model.cluster_heads.parameters()
+        )
         optimizer = self.optimizer_factory(parameters)
         if self.scheduler_factory is None:
             return optimizer

@@ -28,8 +28,11 @@ class SelfLabelModule(CollectsValidation):
         scheduler: Callable[..., Any] | None = None,
         class_balancing: bool = True,
         ema_decay: float | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        # Plain values saved in every checkpoint so evaluate.py can rebuild the model.
+        self.metadata = dict(metadata or {})
         if len(model.cluster_heads.heads) != 1:
             raise ValueError("self-labeling refines one head; keep SCAN's best head first")
         self.model = model
@@ -39,8 +42,9 @@ class SelfLabelModule(CollectsValidation):
         self.scheduler_factory = scheduler
         self.ema = None
         if ema_decay:
-            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay),
-                                     use_buffers=True)
+            self.ema = AveragedModel(
+                model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True
+            )
 
     @property
     def final_model(self) -> ClusteringModel:
@@ -51,12 +55,16 @@ class SelfLabelModule(CollectsValidation):
         with torch.no_grad():
             weak_logits = self.model(batch["weak"])[0]
         strong_logits = self.model(batch["strong"])[0]
-        loss, confident = confidence_cross_entropy(weak_logits, strong_logits, self.threshold,
-                                                   self.class_balancing)
-        self.log_dict({"train/selflabel_loss": loss,
-                       "train/confident_fraction": confident.float().mean()},
-                      on_step=False, on_epoch=True, prog_bar=True,
-                      batch_size=batch["weak"].shape[0])
+        loss, confident = confidence_cross_entropy(
+            weak_logits, strong_logits, self.threshold, self.class_balancing
+        )
+        self.log_dict(
+            {"train/selflabel_loss": loss, "train/confident_fraction": confident.float().mean()},
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch["weak"].shape[0],
+        )
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -74,15 +82,22 @@ class SelfLabelModule(CollectsValidation):
         if gathered is None or self.trainer.sanity_checking:
             return
         max_prob = F.softmax(gathered["logits"].float(), dim=1).max(dim=1).values
-        self.log("val/confident_fraction", (max_prob > self.threshold).float().mean(),
-                 sync_dist=False)
+        self.log(
+            "val/confident_fraction", (max_prob > self.threshold).float().mean(), sync_dist=False
+        )
 
     def validation_result(self) -> ValidationResult | None:
         gathered = self.gathered()
         if gathered is None:
             return None
-        return ValidationResult(features=gathered["features"], targets=gathered["targets"],
-                                predictions=gathered["logits"].argmax(dim=1))
+        return ValidationResult(
+            features=gathered["features"],
+            targets=gathered["targets"],
+            predictions=gathered["logits"].argmax(dim=1),
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["semclust"] = {**self.metadata, "best_head": 0, "ema": self.ema is not None}
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.model.parameters())

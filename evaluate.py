@@ -1,0 +1,18 @@
+"""Evaluate a SCAN or self-label checkpoint: `python evaluate.py ckpt=<path> [data=...]`.
+
+Writes metrics.json and confusion_matrix.png (default: <run dir>/<stage>/evaluation/).
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from semclust.evaluation import evaluate
+
+
+@hydra.main(config_path="configs", config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

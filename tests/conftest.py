@@ -1,0 +1,49 @@
+"""Shared fixtures: composing the project's Hydra configs the way train.py does."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+
+# A run small enough for a test: few epochs, a narrow network, the 360-image digits split.
+TINY_RUN = [
+    "pretext.epochs=2",
+    "pretext.batch_size=64",
+    "pretext.val_every_n_epochs=1",
+    "scan.epochs=2",
+    "scan.batch_size=64",
+    "scan.num_heads=2",
+    "selflabel.epochs=1",
+    "selflabel.batch_size=64",
+    "mine.num_neighbors=5",
+    "backbone.width=8",
+    "data.train_split=test",
+    "data.val_split=test",
+    "trainer.enable_progress_bar=false",
+    "logger=none",
+]
+
+
+@pytest.fixture
+def compose_config() -> Callable[..., DictConfig]:
+    """Compose ``configs/<name>.yaml`` with overrides, as ``@hydra.main`` would."""
+
+    def _compose(name: str = "train", overrides: list[str] | None = None) -> DictConfig:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose(config_name=name, overrides=overrides or [])
+
+    return _compose
+
+
+@pytest.fixture
+def tiny_config(compose_config: Callable[..., DictConfig], tmp_path: Path) -> Callable:
+    """The tiny run's config, writing into a temporary run directory."""
+
+    def _tiny(*overrides: str) -> DictConfig:
+        return compose_config("train", [*TINY_RUN, f"paths.run_dir={tmp_path / 'run'}", *overrides])
+
+    return _tiny

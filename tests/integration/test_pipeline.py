@@ -1,0 +1,109 @@
+"""Tiny end-to-end runs through semclust.pipeline.train, the function train.py calls."""
+
+import json
+
+import numpy as np
+import pytest
+
+from semclust.artifacts import MissingArtifactError
+from semclust.pipeline import train
+
+STAGE_FILES = [
+    "pretext/backbone.safetensors",
+    "pretext/backbone.json",
+    "pretext/checkpoints/last.ckpt",
+    "mine/train_features.npy",
+    "mine/train_neighbors.npy",
+    "mine/val_neighbors.npy",
+    "scan/model.safetensors",
+    "scan/model.json",
+    "scan/checkpoints/best.ckpt",
+]
+
+
+def _manifest(run_dir):
+    return json.loads((run_dir / "manifest.json").read_text())
+
+
+def test_full_pipeline_writes_artifacts_manifest_and_metrics(tiny_config, tmp_path, capsys):
+    # Every sample confident and no collapse guard: the stage must run and be kept.
+    cfg = tiny_config("selflabel.threshold=0.0", "selflabel.min_clusters_kept_fraction=0")
+    summary = train(cfg)
+    run_dir = tmp_path / "run"
+
+    for name in STAGE_FILES + ["selflabel/model.safetensors", "metrics.json"]:
+        assert (run_dir / name).is_file(), name
+    manifest = _manifest(run_dir)
+    assert {s: e["status"] for s, e in manifest["stages"].items()} == {
+        "pretext": "completed",
+        "mine": "completed",
+        "scan": "completed",
+        "selflabel": "completed",
+    }
+    assert manifest["stages"]["scan"]["config"]["scan"]["num_heads"] == 2
+    assert manifest["stages"]["mine"]["outputs"]["train_neighbors"] == "mine/train_neighbors.npy"
+
+    neighbors = np.load(run_dir / "mine/train_neighbors.npy")
+    assert neighbors.shape == (360, 5)
+    assert not (neighbors == np.arange(360)[:, None]).any()
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics == summary
+    assert metrics["final_stage"] == "selflabel"
+    for key in ("acc", "nmi", "ari"):
+        assert metrics[key] == metrics["stages"]["selflabel"][key]
+        assert 0.0 <= metrics["stages"]["scan"][key] <= 1.0
+    assert "acc" in metrics["stages"]["kmeans"]
+    assert metrics["stages"]["scan"]["best_head"] in (0, 1)
+
+    table = capsys.readouterr().out
+    for row in ("k-means (pretext features)", "SCAN", "SCAN + self-labeling"):
+        assert row in table
+
+
+def test_tail_rerun_reuses_saved_artifacts(tiny_config, tmp_path):
+    train(tiny_config("stages=[pretext,mine]"))
+    run_dir = tmp_path / "run"
+    backbone_before = (run_dir / "pretext/backbone.safetensors").read_bytes()
+
+    summary = train(
+        tiny_config(
+            "stages=[scan,selflabel]",
+            "selflabel.threshold=0.0",
+            "selflabel.min_clusters_kept_fraction=0",
+        )
+    )
+
+    assert (run_dir / "pretext/backbone.safetensors").read_bytes() == backbone_before
+    statuses = {s: e["status"] for s, e in _manifest(run_dir)["stages"].items()}
+    assert statuses["scan"] == statuses["selflabel"] == "completed"
+    assert summary["final_stage"] == "selflabel"
+
+
+def test_missing_input_names_the_stage_to_run_first(tiny_config, tmp_path):
+    with pytest.raises(MissingArtifactError, match=r"stage 'pretext' writes.*run that stage"):
+        train(tiny_config("stages=[mine]"))
+    assert _manifest(tmp_path / "run")["stages"]["mine"]["status"] == "failed"
+
+    train(tiny_config("stages=[pretext,mine]"))
+    (tmp_path / "run/mine/val_neighbors.npy").unlink()
+    with pytest.raises(MissingArtifactError, match=r"val_neighbors.npy.*stage 'mine'"):
+        train(tiny_config("stages=[scan]"))
+
+
+def test_unknown_stage_is_rejected(tiny_config):
+    with pytest.raises(ValueError, match="unknown stages"):
+        train(tiny_config("stages=[pretext,clustering]"))
+
+
+def test_selflabel_keeps_scan_result_when_too_few_are_confident(tiny_config, tmp_path):
+    # Two epochs of SCAN on a tiny network never reach 0.999999 confidence.
+    summary = train(
+        tiny_config("selflabel.threshold=0.999999", "selflabel.min_confident_fraction=0.5")
+    )
+    entry = _manifest(tmp_path / "run")["stages"]["selflabel"]
+    assert entry["status"] == "skipped"
+    assert "SCAN result kept" in entry["note"]
+    assert summary["final_stage"] == "scan"
+    assert summary["acc"] == summary["stages"]["scan"]["acc"]
+    assert not (tmp_path / "run/selflabel/model.safetensors").exists()

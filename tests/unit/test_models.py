@@ -1,0 +1,116 @@
+"""Backbones, cluster heads and the clustering model: shapes, head selection, bad names."""
+
+import pytest
+import torch
+
+from semclust.models import ClusterHeads, ClusteringModel, ProjectionHead, build_backbone
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def features_of(backbone: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    backbone.eval()
+    with torch.no_grad():
+        return backbone(images)
+
+
+@pytest.mark.parametrize(("width", "size"), [(8, 8), (8, 16), (4, 28)])
+def test_small_cnn_output_shape(width: int, size: int):
+    backbone = build_backbone("small_cnn", in_channels=1, width=width)
+    assert backbone.feature_dim == 4 * width
+    assert features_of(backbone, torch.randn(3, 1, size, size)).shape == (3, 4 * width)
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_resnet18_cifar_gives_512_features_on_32x32(in_channels: int):
+    backbone = build_backbone("resnet18_cifar", in_channels=in_channels)
+    assert backbone.feature_dim == 512
+    assert features_of(backbone, torch.randn(2, in_channels, 32, 32)).shape == (2, 512)
+
+
+@pytest.mark.parametrize(
+    ("model_name", "feature_dim"), [("resnet18", 512), ("mobilenet_v3_small", 1024)]
+)
+def test_torchvision_backbone_returns_pre_classifier_features(model_name: str, feature_dim: int):
+    backbone = build_backbone("torchvision", model_name=model_name, in_channels=3, weights=None)
+    assert backbone.feature_dim == feature_dim
+    assert features_of(backbone, torch.randn(2, 3, 64, 64)).shape == (2, feature_dim)
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_timm_backbone_returns_pooled_features(in_channels: int):
+    backbone = build_backbone(
+        "timm", model_name="resnet18", in_channels=in_channels, pretrained=False
+    )
+    assert backbone.feature_dim == 512
+    assert features_of(backbone, torch.randn(2, in_channels, 32, 32)).shape == (2, 512)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [
+        ("no_such_backbone", {}, "unknown backbone"),
+        ("torchvision", {"model_name": "no_such_model"}, "unknown torchvision model"),
+        ("timm", {"model_name": "no_such_model"}, "unknown timm model"),
+        ("torchvision", {"model_name": "resnet18", "in_channels": 1}, "expects 3 input channels"),
+        ("torchvision", {"model_name": "mobilenet_v3_small", "cifar_stem": True}, "ResNets only"),
+    ],
+)
+def test_bad_backbone_specs_raise_value_error(name: str, kwargs: dict, message: str):
+    with pytest.raises(ValueError, match=message):
+        build_backbone(name, **kwargs)
+
+
+class TestClusterHeads:
+    def test_forward_stacks_every_head(self):
+        heads = ClusterHeads(feature_dim=6, num_clusters=4, num_heads=3)
+        features = torch.randn(5, 6)
+        logits = heads(features)
+        assert logits.shape == (3, 5, 4)
+        for i, head in enumerate(heads.heads):
+            torch.testing.assert_close(logits[i], features @ head.weight.T + head.bias)
+
+    def test_heads_are_initialised_independently(self):
+        heads = ClusterHeads(feature_dim=6, num_clusters=4, num_heads=2)
+        assert not torch.equal(heads.heads[0].weight, heads.heads[1].weight)
+
+    @pytest.mark.parametrize("index", [0, 1, 2])
+    def test_keep_leaves_exactly_the_chosen_head(self, index: int):
+        heads = ClusterHeads(feature_dim=6, num_clusters=4, num_heads=3)
+        features = torch.randn(5, 6)
+        before = heads(features)[index]
+        chosen = {name: p.clone() for name, p in heads.heads[index].named_parameters()}
+        heads.keep(index)
+        assert len(heads.heads) == 1
+        kept = dict(heads.heads[0].named_parameters())
+        assert kept.keys() == chosen.keys()
+        for name, value in chosen.items():
+            torch.testing.assert_close(kept[name], value, rtol=0, atol=0)
+        assert heads(features).shape == (1, 5, 4)
+        torch.testing.assert_close(heads(features)[0], before)
+        assert sum(p.numel() for p in heads.parameters()) == 6 * 4 + 4
+
+    @pytest.mark.parametrize(("num_clusters", "num_heads"), [(1, 1), (4, 0)])
+    def test_rejects_degenerate_sizes(self, num_clusters: int, num_heads: int):
+        with pytest.raises(ValueError):
+            ClusterHeads(feature_dim=6, num_clusters=num_clusters, num_heads=num_heads)
+
+
+def test_clustering_model_forward_shape_and_composition():
+    model = ClusteringModel(
+        build_backbone("small_cnn", in_channels=1, width=4), num_clusters=5, num_heads=2
+    ).eval()
+    images = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        logits = model(images)
+        expected = model.cluster_heads(model.backbone(images))
+    assert logits.shape == (2, 3, 5)
+    torch.testing.assert_close(logits, expected)
+
+
+def test_projection_head_shape():
+    head = ProjectionHead(feature_dim=12, hidden_dim=7, output_dim=3)
+    assert head(torch.randn(4, 12)).shape == (4, 3)
