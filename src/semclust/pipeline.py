@@ -5,6 +5,7 @@
 
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -370,8 +371,20 @@ RUNNERS: dict[str, Callable[[DictConfig, RunDirectory], tuple[dict, dict]]] = {
 # the pipeline -----------------------------------------------------------------------------
 
 
+def quiet_lightning() -> None:
+    """Keep the console to what a user acts on."""
+    # Lightning's per-trainer banners (GPU/TPU availability, cloud-logging tips) repeat for
+    # every stage; warnings and errors still show.
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    # Lightning's own use of a torch API deprecated in torch 2.10+; nothing of ours.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # Small datasets end up with few batches per epoch; we log per epoch anyway.
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run the configured stages in order and return the run's ``metrics.json`` content."""
+    quiet_lightning()
     requested = list(cfg.stages)
     unknown = [stage for stage in requested if stage not in STAGES]
     if unknown:

@@ -1,0 +1,88 @@
+"""evaluate.py's function on saved checkpoints, and resuming an interrupted stage."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from semclust.artifacts import RunDirectory
+from semclust.evaluation import evaluate
+from semclust.pipeline import train
+
+
+class NotAWeight:
+    """A pickled object of this class would run code on load; weights_only must refuse it."""
+
+
+@pytest.fixture
+def scan_run(tiny_config, tmp_path):
+    train(tiny_config("stages=[pretext,mine,scan]"))
+    return tmp_path / "run"
+
+
+def test_evaluate_reproduces_the_pipeline_scores(scan_run, compose_config, tmp_path):
+    cfg = compose_config("evaluate", [
+        f"ckpt={scan_run / 'scan/checkpoints/best.ckpt'}",
+        f"output_dir={tmp_path / 'evaluation'}",
+        "trainer.enable_progress_bar=false",
+    ])
+    summary = evaluate(cfg)
+
+    written = json.loads((tmp_path / "evaluation/metrics.json").read_text())
+    assert written == summary
+    assert summary["stage"] == "scan" and summary["num_images"] == 360
+    pipeline_scores = json.loads((scan_run / "metrics.json").read_text())["stages"]["scan"]
+    for key in ("acc", "nmi", "ari"):
+        assert summary[key] == pytest.approx(pipeline_scores[key])
+    assert (tmp_path / "evaluation/confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_defaults_to_a_folder_beside_the_checkpoint(scan_run, compose_config):
+    cfg = compose_config("evaluate", [f"ckpt={scan_run / 'scan/checkpoints/last.ckpt'}",
+                                      "split=train", "trainer.enable_progress_bar=false"])
+    evaluate(cfg)
+    assert (scan_run / "scan/evaluation/metrics.json").is_file()
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    (b"not a checkpoint", "cannot read checkpoint"),
+    ({"state_dict": {}}, "not a semclust"),
+    ({"payload": NotAWeight()}, "cannot read checkpoint"),
+])
+def test_evaluate_rejects_bad_checkpoints(compose_config, tmp_path, content, message):
+    path = tmp_path / "model.ckpt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        torch.save(content, path)
+    cfg = compose_config("evaluate", [f"ckpt={path}", "data=digits"])
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        evaluate(cfg)
+
+
+def test_interrupted_stage_resumes_from_last_checkpoint(tiny_config, tmp_path):
+    run_dir = tmp_path / "run"
+    train(tiny_config("stages=[pretext]", "pretext.epochs=1"))
+    saved = torch.load(run_dir / "pretext/checkpoints/last.ckpt", weights_only=True)
+    # Pretend the process died mid-stage: the manifest still says "running".
+    run = RunDirectory(run_dir)
+    run.record_stage("pretext", "running", {})
+
+    # Another seed would train different weights; resuming a finished epoch trains none.
+    train(tiny_config("stages=[pretext]", "pretext.epochs=1", "seed=7"))
+
+    backbone = load_file(str(run_dir / "pretext/backbone.safetensors"))
+    for key, value in backbone.items():
+        torch.testing.assert_close(value, saved["state_dict"][f"backbone.{key}"])
+    assert run.stage_status("pretext") == "completed"
+
+
+def test_finished_stage_asked_for_again_starts_afresh(tiny_config, tmp_path):
+    run_dir = tmp_path / "run"
+    train(tiny_config("stages=[pretext]", "pretext.epochs=1"))
+    first = load_file(str(run_dir / "pretext/backbone.safetensors"))
+    train(tiny_config("stages=[pretext]", "pretext.epochs=1", "seed=7"))
+    second = load_file(str(run_dir / "pretext/backbone.safetensors"))
+    assert any(not torch.equal(first[key], second[key]) for key in first)
