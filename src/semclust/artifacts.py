@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 from safetensors.torch import load_file, save_file
 
 STAGES = ("pretext", "mine", "scan", "selflabel")
@@ -90,6 +91,11 @@ class RunDirectory:
         manifest.setdefault("stages", {})[stage] = entry
         write_json(self.manifest_path, manifest)
 
+    @staticmethod
+    def is_writer() -> bool:
+        """Under DDP every process runs the pipeline; only global rank zero writes files."""
+        return rank_zero_only.rank == 0
+
     def stage_status(self, stage: str) -> str | None:
         return self.read_manifest()["stages"].get(stage, {}).get("status")
 
@@ -103,7 +109,9 @@ def _relative(path: str | Path, root: Path) -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically, so a crash never leaves a half-written file behind."""
+    """Write JSON atomically (rank zero only), so a crash never leaves half a file behind."""
+    if not RunDirectory.is_writer():
+        return
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     temporary.replace(path)
@@ -120,6 +128,8 @@ def save_weights(
     module: torch.nn.Module, weights_path: Path, spec: Mapping[str, Any], spec_path: Path
 ) -> None:
     """Weights as safetensors plus a JSON spec to rebuild the module; nothing is pickled."""
+    if not RunDirectory.is_writer():
+        return
     state = {key: value.detach().cpu().contiguous() for key, value in module.state_dict().items()}
     save_file(state, str(weights_path))
     write_json(spec_path, dict(spec))

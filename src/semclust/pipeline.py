@@ -196,10 +196,9 @@ def run_pretext(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
         cfg,
     )
     outputs = {"backbone": run.path(BACKBONE_WEIGHTS), "backbone_spec": run.path(BACKBONE_SPEC)}
-    if trainer.is_global_zero:
-        save_weights(
-            backbone, outputs["backbone"], backbone_spec(cfg.backbone), outputs["backbone_spec"]
-        )
+    save_weights(
+        backbone, outputs["backbone"], backbone_spec(cfg.backbone), outputs["backbone_spec"]
+    )
     return outputs, {f"kmeans_{k}": v for k, v in evaluation.latest.items() if k in HEADLINE}
 
 
@@ -223,7 +222,7 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
             embedded[split_key] = (result.features.numpy(), result.targets.numpy())
         features, targets = embedded[split_key]
         neighbors = mine_neighbors(features, cfg.mine.num_neighbors, use_gpu=cfg.mine.use_gpu)
-        if trainer.is_global_zero:
+        if run.is_writer():
             for name, array in (
                 ("features", features),
                 ("targets", targets),
@@ -371,6 +370,11 @@ RUNNERS: dict[str, Callable[[DictConfig, RunDirectory], tuple[dict, dict]]] = {
 # the pipeline -----------------------------------------------------------------------------
 
 
+def _wait_for_all_processes() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
 def quiet_lightning() -> None:
     """Keep the console to what a user acts on."""
     # Lightning's per-trainer banners (GPU/TPU availability, cloud-logging tips) repeat for
@@ -395,15 +399,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         stage_dir = run.stage_dir(stage)
         if run.stage_status(stage) in ("completed", "skipped"):
             clear_checkpoints(stage_dir)  # a finished stage asked for again starts afresh
-        run.record_stage(stage, "running", to_plain(cfg[stage]))
-        pl.seed_everything(cfg.seed + STAGES.index(stage), workers=True, verbose=False)
-        started = time.perf_counter()
         stage_config = {
             "data": to_plain(cfg.data),
             "backbone": to_plain(cfg.backbone),
             stage: to_plain(cfg[stage]),
             "seed": cfg.seed,
         }
+        run.record_stage(stage, "running", stage_config)
+        pl.seed_everything(cfg.seed + STAGES.index(stage), workers=True, verbose=False)
+        started = time.perf_counter()
         try:
             outputs, metrics = RUNNERS[stage](cfg, run)
         except StageSkipped as reason:
@@ -433,6 +437,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             metrics,
             wall_time_s=time.perf_counter() - started,
         )
+        _wait_for_all_processes()  # later stages on every rank read what rank zero wrote
     summary = summarize(run)
     write_json(run.metrics_path, summary)
     print(format_table(summary))

@@ -22,11 +22,14 @@ def scan_run(tiny_config, tmp_path):
 
 
 def test_evaluate_reproduces_the_pipeline_scores(scan_run, compose_config, tmp_path):
-    cfg = compose_config("evaluate", [
-        f"ckpt={scan_run / 'scan/checkpoints/best.ckpt'}",
-        f"output_dir={tmp_path / 'evaluation'}",
-        "trainer.enable_progress_bar=false",
-    ])
+    cfg = compose_config(
+        "evaluate",
+        [
+            f"ckpt={scan_run / 'scan/checkpoints/best.ckpt'}",
+            f"output_dir={tmp_path / 'evaluation'}",
+            "trainer.enable_progress_bar=false",
+        ],
+    )
     summary = evaluate(cfg)
 
     written = json.loads((tmp_path / "evaluation/metrics.json").read_text())
@@ -39,18 +42,27 @@ def test_evaluate_reproduces_the_pipeline_scores(scan_run, compose_config, tmp_p
 
 
 def test_evaluate_defaults_to_a_folder_beside_the_checkpoint(scan_run, compose_config):
-    cfg = compose_config("evaluate", [f"ckpt={scan_run / 'scan/checkpoints/last.ckpt'}",
-                                      "split=train", "trainer.enable_progress_bar=false"])
+    cfg = compose_config(
+        "evaluate",
+        [
+            f"ckpt={scan_run / 'scan/checkpoints/last.ckpt'}",
+            "split=train",
+            "trainer.enable_progress_bar=false",
+        ],
+    )
     evaluate(cfg)
     assert (scan_run / "scan/evaluation/metrics.json").is_file()
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "does not exist"),
-    (b"not a checkpoint", "cannot read checkpoint"),
-    ({"state_dict": {}}, "not a semclust"),
-    ({"payload": NotAWeight()}, "cannot read checkpoint"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "does not exist"),
+        (b"not a checkpoint", "cannot read checkpoint"),
+        ({"state_dict": {}}, "not a semclust"),
+        ({"payload": NotAWeight()}, "cannot read checkpoint"),
+    ],
+)
 def test_evaluate_rejects_bad_checkpoints(compose_config, tmp_path, content, message):
     path = tmp_path / "model.ckpt"
     if isinstance(content, bytes):
