@@ -56,8 +56,9 @@ class StageSkipped(Exception):
     """A stage decided not to change the result; the message says why."""
 
 
-def _optional(factory_cfg: Any, **kwargs: Any) -> Any:
-    return None if factory_cfg is None else hydra.utils.instantiate(factory_cfg, **kwargs)
+def _optional(factory_cfg: Any) -> Any:
+    """Instantiate a config entry that may be null (e.g. no learning-rate schedule)."""
+    return None if factory_cfg is None else hydra.utils.instantiate(factory_cfg)
 
 
 def _loader(cfg: DictConfig, dataset: Any, shuffle: bool, batch_size: int) -> Any:
@@ -141,7 +142,8 @@ def _save_clustering_model(
         "num_clusters": cfg.data.num_clusters,
         "num_heads": len(model.cluster_heads.heads),
         "preprocessing": {
-            key: to_plain(cfg.data[key]) for key in ("image_size", "channels", "mean", "std")
+            "recipe": cfg.data.augment.recipe,
+            **{key: to_plain(cfg.data[key]) for key in ("image_size", "channels", "mean", "std")},
         },
         **extra,
     }
@@ -445,21 +447,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def summarize(run: RunDirectory) -> dict[str, Any]:
-    """Top-level ACC/NMI/ARI of the last completed clustering stage, per-stage beside them."""
-    stages = run.read_manifest()["stages"]
+    """Top-level ACC/NMI/ARI of the last completed clustering stage, per-stage beside them.
+
+    ``stages`` holds every recorded stage's status and scalar metrics, plus a ``kmeans`` row:
+    k-means on the pretext features of the validation images, measured by the mine stage.
+    """
+    recorded = run.read_manifest()["stages"]
     summary: dict[str, Any] = {"run_dir": str(run.root), "final_stage": None, "stages": {}}
-    kmeans = stages.get("mine", {}).get("metrics", {}).get("kmeans")
-    if kmeans:
-        summary["stages"]["kmeans"] = kmeans
-    for stage in ("scan", "selflabel"):
-        entry = stages.get(stage)
-        if not entry:
+    for stage in STAGES:
+        entry = recorded.get(stage)
+        if entry is None:
             continue
-        summary["stages"][stage] = {
-            "status": entry["status"],
-            **{k: v for k, v in entry["metrics"].items() if k != "cohesion"},
-        }
-        if entry["status"] == "completed":
+        metrics = {k: v for k, v in entry["metrics"].items() if not isinstance(v, dict)}
+        summary["stages"][stage] = {"status": entry["status"], **metrics}
+        if stage == "mine" and "kmeans" in entry["metrics"]:
+            summary["stages"]["kmeans"] = entry["metrics"]["kmeans"]
+        if stage in ("scan", "selflabel") and entry["status"] == "completed":
             summary["final_stage"] = stage
     if summary["final_stage"]:
         final = summary["stages"][summary["final_stage"]]

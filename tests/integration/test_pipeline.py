@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from semclust.artifacts import MissingArtifactError
 from semclust.pipeline import train
@@ -107,3 +109,29 @@ def test_selflabel_keeps_scan_result_when_too_few_are_confident(tiny_config, tmp
     assert summary["final_stage"] == "scan"
     assert summary["acc"] == summary["stages"]["scan"]["acc"]
     assert not (tmp_path / "run/selflabel/model.safetensors").exists()
+
+
+def test_frozen_backbone_trains_the_heads_only(tiny_config, tmp_path):
+    train(tiny_config("stages=[pretext,mine,scan]", "scan.update_backbone=false"))
+    run_dir = tmp_path / "run"
+    pretext = load_file(str(run_dir / "pretext/backbone.safetensors"))
+    scan = load_file(str(run_dir / "scan/model.safetensors"))
+    for key, value in pretext.items():  # weights and batch-norm statistics alike
+        torch.testing.assert_close(scan[f"backbone.{key}"], value)
+    assert any(key.startswith("cluster_heads.") for key in scan)
+
+
+def test_selflabel_with_ema_exports_the_averaged_weights(tiny_config, tmp_path):
+    summary = train(
+        tiny_config(
+            "selflabel.threshold=0.0",
+            "selflabel.ema_decay=0.5",
+            "selflabel.min_clusters_kept_fraction=0",
+        )
+    )
+    assert summary["final_stage"] == "selflabel"
+    exported = load_file(str(tmp_path / "run/selflabel/model.safetensors"))
+    checkpoint = torch.load(tmp_path / "run/selflabel/checkpoints/last.ckpt", weights_only=True)
+    assert checkpoint["semclust"]["ema"] is True
+    for key, value in exported.items():
+        torch.testing.assert_close(value, checkpoint["state_dict"][f"ema.module.{key}"])

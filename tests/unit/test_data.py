@@ -15,6 +15,7 @@ from semclust.data import (
     build_transforms,
     make_loader,
 )
+from semclust.data.transforms import RandomAffineResize
 
 VIEWS = ("pretext", "weak", "strong", "eval")
 
@@ -191,3 +192,27 @@ def test_make_loader_caps_the_batch_at_the_dataset_size(digits: DigitsDataset, g
     assert len(batches) == 1
     assert batches[0]["image"].shape == (10, 1, 16, 16)
     assert batches[0]["index"].tolist() == list(range(10))
+
+
+class TestRandomAffineResize:
+    def test_without_randomness_it_is_a_plain_resize(self):
+        image = torch.rand(1, 8, 8)
+        expected = torch.nn.functional.interpolate(
+            image[None], size=(16, 16), mode="bilinear", antialias=True, align_corners=False
+        )[0]
+        torch.testing.assert_close(RandomAffineResize(16)(image), expected, atol=1e-5, rtol=0)
+
+    def test_random_warps_differ_between_calls_and_keep_the_shape(self):
+        torch.manual_seed(0)
+        warp = RandomAffineResize(16, degrees=30, scale=(0.8, 1.2), translate=0.1, shear=10)
+        image = torch.rand(3, 16, 16)
+        first, second = warp(image), warp(image)
+        assert first.shape == second.shape == (3, 16, 16)
+        assert not torch.allclose(first, second)
+
+    def test_a_half_turn_flips_the_image(self, monkeypatch):
+        image = torch.arange(16.0).reshape(1, 4, 4)
+        # Draws of 1.0 for the angle and 0.5 elsewhere: exactly +180 degrees, no shear or shift.
+        monkeypatch.setattr(torch, "rand", lambda n: torch.tensor([1.0, 0.5, 0.0, 0.5, 0.5]))
+        rotated = RandomAffineResize(4, degrees=180)(image)
+        torch.testing.assert_close(rotated, image.flip(1).flip(2), atol=1e-4, rtol=0)

@@ -17,11 +17,11 @@ def features_of(backbone: torch.nn.Module, images: torch.Tensor) -> torch.Tensor
         return backbone(images)
 
 
-@pytest.mark.parametrize(("width", "size"), [(8, 8), (8, 16), (4, 28)])
-def test_small_cnn_output_shape(width: int, size: int):
-    backbone = build_backbone("small_cnn", in_channels=1, width=width)
-    assert backbone.feature_dim == 4 * width
-    assert features_of(backbone, torch.randn(3, 1, size, size)).shape == (3, 4 * width)
+@pytest.mark.parametrize(("width", "feature_dim", "size"), [(8, 32, 8), (8, 64, 16), (4, 16, 28)])
+def test_small_cnn_output_shape(width: int, feature_dim: int, size: int):
+    backbone = build_backbone("small_cnn", in_channels=1, width=width, feature_dim=feature_dim)
+    assert backbone.feature_dim == feature_dim
+    assert features_of(backbone, torch.randn(3, 1, size, size)).shape == (3, feature_dim)
 
 
 @pytest.mark.parametrize("in_channels", [1, 3])
