@@ -3,6 +3,7 @@
 ``train(cfg)`` is what ``train.py`` calls; tests call it with a composed config.
 """
 
+import csv
 import logging
 import time
 import warnings
@@ -65,6 +66,30 @@ def _loader(cfg: DictConfig, dataset: Any, shuffle: bool, batch_size: int) -> An
     return make_loader(
         dataset, batch_size, shuffle=shuffle, num_workers=cfg.data.num_workers, drop_last=shuffle
     )
+
+
+def _dataset(cfg: DictConfig, run: RunDirectory, split_key: str) -> Any:
+    """Build a split, check that it can be clustered, and list any files it skipped."""
+    dataset = build_dataset(cfg.data, split_key)
+    needed = max(cfg.data.num_clusters, cfg.mine.num_neighbors + 1)
+    if len(dataset) < needed:
+        raise ValueError(
+            f"the {split_key} split ({cfg.data[f'{split_key}_split']!r}) holds {len(dataset)} "
+            f"images, but {cfg.data.num_clusters} clusters with {cfg.mine.num_neighbors} "
+            f"neighbours each need at least {needed}"
+        )
+    skipped = getattr(dataset, "skipped", None)
+    if skipped and run.is_writer():
+        with open(run.root / f"skipped_files_{split_key}.csv", "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["path", "reason"])
+            writer.writerows(skipped)
+    return dataset
+
+
+def _pretext_split_key(cfg: DictConfig) -> str:
+    """STL-10 style: the pretext stage may learn from a larger (unlabeled) split."""
+    return "pretext" if cfg.data.get("pretext_split") else "train"
 
 
 def _eval_loader(cfg: DictConfig, dataset: Any) -> Any:
@@ -169,7 +194,8 @@ def run_pretext(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
     """SimCLR on the training split; saves the backbone."""
     stage_dir = run.stage_dir("pretext")
     views = view_transforms(cfg.data)
-    train_set, val_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "val")
+    train_set = _dataset(cfg, run, _pretext_split_key(cfg))
+    val_set = _dataset(cfg, run, "val")
     pairs = MultiViewDataset(train_set, {"view_a": views.pretext, "view_b": views.pretext})
     backbone = hydra.utils.instantiate(cfg.backbone)
     module = SimCLRModule(
@@ -218,7 +244,7 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
             embedded["val"] = embedded["train"]  # same images: no need to embed them twice
         else:
             trainer.validate(
-                extractor, _eval_loader(cfg, build_dataset(cfg.data, split_key)), verbose=False
+                extractor, _eval_loader(cfg, _dataset(cfg, run, split_key)), verbose=False
             )
             result = extractor.validation_result()
             embedded[split_key] = (result.features.numpy(), result.targets.numpy())
@@ -232,6 +258,7 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
             ):
                 outputs[f"{split_key}_{name}"] = stage_dir / f"{split_key}_{name}.npy"
                 np.save(outputs[f"{split_key}_{name}"], array)
+        metrics[f"{split_key}_images"] = len(features)
         if (targets >= 0).all():
             metrics[f"{split_key}_neighbor_accuracy"] = neighbor_accuracy(neighbors, targets)
     # The k-means baseline: fit on the pretext features of the validation images.
@@ -246,7 +273,7 @@ def run_scan(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
     """Train several cluster heads with the SCAN loss; keep the lowest-loss head."""
     stage_dir = run.stage_dir("scan")
     backbone, spec = _load_backbone(run, "scan")
-    train_set, val_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "val")
+    train_set, val_set = _dataset(cfg, run, "train"), _dataset(cfg, run, "val")
     train_neighbors = _load_neighbors(
         run, TRAIN_NEIGHBORS, "scan", len(train_set), cfg.scan.num_neighbors
     )
@@ -305,7 +332,7 @@ def run_selflabel(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
     spec = read_json(run.require(SCAN_SPEC, "selflabel"))
     model = ClusteringModel(backbone_from_spec(spec["backbone"]), spec["num_clusters"], 1)
     load_weights(model, run.require(SCAN_WEIGHTS, "selflabel"))
-    train_set, val_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "val")
+    train_set, val_set = _dataset(cfg, run, "train"), _dataset(cfg, run, "val")
 
     confident = _confident_fraction(cfg, model, train_set)
     if confident < cfg.selflabel.min_confident_fraction:

@@ -135,3 +135,9 @@ def test_selflabel_with_ema_exports_the_averaged_weights(tiny_config, tmp_path):
     assert checkpoint["semclust"]["ema"] is True
     for key, value in exported.items():
         torch.testing.assert_close(value, checkpoint["state_dict"][f"ema.module.{key}"])
+
+
+def test_too_few_images_for_the_clusters_fails_before_training(tiny_config, tmp_path):
+    with pytest.raises(ValueError, match=r"holds 360 images, but 400 clusters .* at least 400"):
+        train(tiny_config("data.num_clusters=400"))
+    assert not (tmp_path / "run/pretext/checkpoints").exists()

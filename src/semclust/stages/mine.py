@@ -2,34 +2,10 @@
 
 import faiss
 import numpy as np
-import torch
-from torch import nn
 
-from semclust.callbacks import ValidationResult
-from semclust.stages.validation import CollectsValidation
+from semclust.stages.validation import FeatureExtractor
 
-
-class FeatureExtractor(CollectsValidation):
-    """Runs a backbone over a dataset through ``trainer.validate``.
-
-    Going through Lightning means the features are computed on every device and gathered by
-    dataset index, so mining under DDP sees each image exactly once.
-    """
-
-    def __init__(self, backbone: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.collect(
-            batch["index"], features=self.backbone(batch["image"]), targets=batch["target"]
-        )
-
-    def validation_result(self) -> ValidationResult | None:
-        gathered = self.gathered()
-        if gathered is None:
-            return None
-        return ValidationResult(features=gathered["features"], targets=gathered["targets"])
+__all__ = ["FeatureExtractor", "mine_neighbors", "neighbor_accuracy"]
 
 
 def l2_normalize(features: np.ndarray) -> np.ndarray:

@@ -6,13 +6,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from semclust.callbacks import ValidationResult
 from semclust.losses import nt_xent_loss
 from semclust.models import ProjectionHead
-from semclust.stages.validation import CollectsValidation
+from semclust.stages.validation import FeatureExtractor
 
 
-class SimCLRModule(CollectsValidation):
+class SimCLRModule(FeatureExtractor):
     """Backbone + MLP projection trained with NT-Xent on two augmented views per image.
 
     Under DDP the projections of all processes are gathered (with gradients) so every
@@ -28,8 +27,7 @@ class SimCLRModule(CollectsValidation):
         projection_hidden_dim: int = 512,
         projection_dim: int = 128,
     ) -> None:
-        super().__init__()
-        self.backbone = backbone
+        super().__init__(backbone)
         self.projection = ProjectionHead(
             backbone.feature_dim, projection_hidden_dim, projection_dim
         )
@@ -57,19 +55,5 @@ class SimCLRModule(CollectsValidation):
         )
         return loss
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.collect(
-            batch["index"], features=self.backbone(batch["image"]), targets=batch["target"]
-        )
-
-    def validation_result(self) -> ValidationResult | None:
-        gathered = self.gathered()
-        if gathered is None:
-            return None
-        return ValidationResult(features=gathered["features"], targets=gathered["targets"])
-
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+        return self.optimizers_for(self.parameters())

@@ -139,7 +139,4 @@ class ScanModule(CollectsValidation):
             if self.update_backbone
             else self.model.cluster_heads.parameters()
         )
-        optimizer = self.optimizer_factory(parameters)
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+        return self.optimizers_for(parameters)

@@ -100,7 +100,4 @@ class SelfLabelModule(CollectsValidation):
         checkpoint["semclust"] = {**self.metadata, "best_head": 0, "ema": self.ema is not None}
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.model.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+        return self.optimizers_for(self.model.parameters())

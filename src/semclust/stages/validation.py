@@ -1,7 +1,10 @@
-"""Validation bookkeeping shared by the stage modules."""
+"""What the stage modules share: validation outputs gathered by index, optimizer wiring."""
+
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 
 from semclust.callbacks import ValidationResult
 from semclust.stages.common import concat_batches, gather_by_index
@@ -27,3 +30,33 @@ class CollectsValidation(pl.LightningModule):
 
     def validation_result(self) -> ValidationResult | None:
         raise NotImplementedError
+
+    def optimizers_for(self, parameters: Any) -> Any:
+        """``configure_optimizers``'s answer for ``parameters``, from the injected factories."""
+        optimizer = self.optimizer_factory(parameters)
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+
+
+class FeatureExtractor(CollectsValidation):
+    """Runs a backbone over a dataset through ``trainer.validate``.
+
+    Going through Lightning means the features are computed on every device and gathered by
+    dataset index, so mining under DDP sees each image exactly once.
+    """
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.collect(
+            batch["index"], features=self.backbone(batch["image"]), targets=batch["target"]
+        )
+
+    def validation_result(self) -> ValidationResult | None:
+        gathered = self.gathered()
+        if gathered is None:
+            return None
+        return ValidationResult(features=gathered["features"], targets=gathered["targets"])
