@@ -9,7 +9,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from sklearn.cluster import KMeans
 
-from semclust.metrics import cluster_cohesion, clustering_scores
+from semclust.metrics import cluster_cohesion, clustering_scores, label_free_scores
 
 
 @dataclass
@@ -31,9 +31,11 @@ def kmeans_predictions(features: np.ndarray, num_clusters: int, seed: int) -> np
 def evaluate_clusters(
     features: np.ndarray, predictions: np.ndarray, targets: np.ndarray | None
 ) -> dict[str, Any]:
-    """ACC/NMI/ARI where labels exist, plus per-cluster cohesion and its mean."""
+    """ACC/NMI/ARI where labels exist; always the label-free scores and, per cluster, its
+    size and cohesion (plus the mean cohesion)."""
     labeled = targets is not None and (targets >= 0).all()
     scores: dict[str, Any] = clustering_scores(predictions, targets if labeled else None)
+    scores.update(label_free_scores(features, predictions))
     cohesion = cluster_cohesion(features, predictions)
     scores["mean_cohesion"] = float(np.mean([c["cohesion"] for c in cohesion.values()]))
     scores["cohesion"] = {str(k): v for k, v in cohesion.items()}

@@ -93,12 +93,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     data_cfg = to_plain(cfg.data) if cfg.get("data") else metadata["data"]
     if cfg.split not in ("train", "val"):
         raise ValueError(f"split must be train or val, got {cfg.split!r}")
-    dataset = build_dataset(data_cfg, cfg.split)
     if data_cfg["channels"] != metadata["data"]["channels"]:
         raise ValueError(
             f"the checkpoint expects {metadata['data']['channels']}-channel images "
             f"but data has {data_cfg['channels']}"
         )
+    dataset = build_dataset(data_cfg, cfg.split)
     views = MultiViewDataset(dataset, {"image": view_transforms(data_cfg).eval})
     loader = make_loader(
         views, data_cfg["eval_batch_size"], shuffle=False, num_workers=data_cfg["num_workers"]

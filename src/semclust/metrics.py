@@ -7,7 +7,13 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics import (
+    adjusted_rand_score,
+    calinski_harabasz_score,
+    davies_bouldin_score,
+    normalized_mutual_info_score,
+    silhouette_score,
+)
 
 
 def _as_label_array(values: Any, name: str) -> np.ndarray:
@@ -100,4 +106,30 @@ def clustering_scores(predictions: Any, targets: Any | None = None) -> dict[str,
     scores["nmi"] = float(normalized_mutual_info_score(targets, predictions))
     scores["ari"] = float(adjusted_rand_score(targets, predictions))
     scores["acc_many_to_one"] = many_to_one_accuracy(predictions, targets)
+    return scores
+
+
+def label_free_scores(
+    features: Any, predictions: Any, silhouette_sample_size: int = 10_000, seed: int = 0
+) -> dict[str, float]:
+    """Scores that need no labels: silhouette (cosine, higher is better), Calinski-Harabasz
+    (higher) and Davies-Bouldin (lower), on L2-normalised features.
+
+    Silhouette costs O(N²); above ``silhouette_sample_size`` samples it is estimated on a
+    seeded random subset. With fewer than two non-empty clusters the three scores are absent.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    predictions = _as_label_array(predictions, "predictions")
+    scores: dict[str, float] = {}
+    if not 2 <= np.unique(predictions).size < len(predictions):
+        return scores
+    normalized = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    sample_size = silhouette_sample_size if len(predictions) > silhouette_sample_size else None
+    scores["silhouette"] = float(
+        silhouette_score(
+            normalized, predictions, metric="cosine", sample_size=sample_size, random_state=seed
+        )
+    )
+    scores["calinski_harabasz"] = float(calinski_harabasz_score(normalized, predictions))
+    scores["davies_bouldin"] = float(davies_bouldin_score(normalized, predictions))
     return scores

@@ -51,6 +51,7 @@ from semclust.stages.selflabel import SelfLabelModule
 log = logging.getLogger(__name__)
 
 HEADLINE = ("acc", "nmi", "ari")
+LABEL_FREE = ("silhouette", "calinski_harabasz", "davies_bouldin")
 
 
 class StageSkipped(Exception):
@@ -493,26 +494,37 @@ def summarize(run: RunDirectory) -> dict[str, Any]:
             summary["final_stage"] = stage
     if summary["final_stage"]:
         final = summary["stages"][summary["final_stage"]]
-        summary.update({key: final[key] for key in HEADLINE if key in final})
+        summary.update({key: final[key] for key in HEADLINE + LABEL_FREE if key in final})
     return summary
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    """The closing table: ACC/NMI/ARI of k-means on pretext features, SCAN, self-labeling."""
-    rows = [f"{'method':<28}{'ACC':>8}{'NMI':>8}{'ARI':>8}"]
+    """The closing table: k-means on pretext features, SCAN, self-labeling.
+
+    ACC/NMI/ARI where the data has labels; otherwise the label-free silhouette,
+    Calinski-Harabasz and Davies-Bouldin scores.
+    """
     names = {
         "kmeans": "k-means (pretext features)",
         "scan": "SCAN",
         "selflabel": "SCAN + self-labeling",
     }
+    entries = {key: summary["stages"].get(key) for key in names}
+    labeled = any(entry and "acc" in entry for entry in entries.values())
+    columns = (
+        dict(zip(HEADLINE, ("ACC", "NMI", "ARI"), strict=True))
+        if labeled
+        else dict(zip(LABEL_FREE, ("silhouette", "CH", "DB"), strict=True))
+    )
+    rows = [f"{'method':<28}" + "".join(f"{title:>12}" for title in columns.values())]
     for key, name in names.items():
-        entry = summary["stages"].get(key)
+        entry = entries[key]
         if entry is None:
             continue
         if entry.get("status", "completed") != "completed":
-            rows.append(f"{name:<28}{entry['status']:>24}")
+            rows.append(f"{name:<28}{entry['status']:>36}")
             continue
-        values = "".join(f"{entry[k]:>8.4f}" if k in entry else f"{'n/a':>8}" for k in HEADLINE)
-        rows.append(f"{name:<28}{values}")
+        cells = [f"{entry[k]:>12.4f}" if k in entry else f"{'n/a':>12}" for k in columns]
+        rows.append(f"{name:<28}{''.join(cells)}")
     rows.append(f"final stage: {summary['final_stage']}   run: {summary['run_dir']}")
     return "\n".join(rows)

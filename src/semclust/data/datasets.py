@@ -4,7 +4,8 @@
 ever feeds metrics.
 """
 
-from collections.abc import Mapping
+import importlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -68,7 +69,27 @@ class DigitsDataset(ImageDataset):
         return self.images[index]
 
 
-_DATASETS = {"digits": DigitsDataset}
+def _imported_when_built(module: str, name: str) -> Callable[..., ImageDataset]:
+    """The loader ``module.name``, imported only when a dataset of its kind is built.
+
+    Those modules subclass ``ImageDataset`` from this one, so importing them at the top
+    would be circular.
+    """
+
+    def build(**options: Any) -> ImageDataset:
+        return getattr(importlib.import_module(module), name)(**options)
+
+    return build
+
+
+_DATASETS: dict[str, Callable[..., ImageDataset]] = {
+    "digits": DigitsDataset,
+    "folder": _imported_when_built("semclust.data.folder", "FolderDataset"),
+    "cifar10": _imported_when_built("semclust.data.torchvision_sets", "CIFAR10Dataset"),
+    "cifar20": _imported_when_built("semclust.data.torchvision_sets", "CIFAR20Dataset"),
+    "stl10": _imported_when_built("semclust.data.torchvision_sets", "STL10Dataset"),
+    "rocov2": _imported_when_built("semclust.data.rocov2", "ROCOv2Dataset"),
+}
 
 
 def build_dataset(data_cfg: Mapping[str, Any], split_key: str) -> ImageDataset:

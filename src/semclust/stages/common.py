@@ -32,6 +32,14 @@ def backbone_from_spec(spec: Mapping[str, Any]) -> nn.Module:
 
 
 def view_transforms(data_cfg: Mapping[str, Any]) -> ViewTransforms:
+    """The four views (pretext, weak, strong, eval) that the data config describes."""
+    channels = data_cfg["channels"]
+    for key in ("mean", "std"):
+        if len(data_cfg[key]) != channels:
+            raise ValueError(
+                f"data.{key} has {len(data_cfg[key])} values but data.channels={channels}; "
+                f"give one {key} per channel"
+            )
     augment = dict(to_plain(data_cfg["augment"]))
     return build_transforms(
         augment.pop("recipe"),

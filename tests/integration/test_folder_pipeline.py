@@ -1,0 +1,113 @@
+"""A tiny pipeline on image folders: labelled with broken files, and flat (unlabeled)."""
+
+import csv
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from semclust.pipeline import train
+
+FOLDER_RUN = [
+    "data=folder",
+    "data.channels=1",
+    "data.image_size=16",
+    "data.mean=[0.3]",
+    "data.std=[0.4]",
+    "data.augment.recipe=small_grayscale",
+    "data.num_workers=0",
+    "data.train_split=all",
+    "data.val_split=all",
+]
+
+
+def _write_digits(folder, per_class: int, classes=(0, 1, 2), nested: bool = True) -> None:
+    digits = load_digits()
+    for digit in classes:
+        images = digits.images[digits.target == digit][:per_class]
+        target_dir = folder / str(digit) if nested else folder
+        target_dir.mkdir(parents=True, exist_ok=True)
+        for number, image in enumerate(images):
+            pixels = np.clip(image * 16, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels, mode="L").save(target_dir / f"{digit}_{number}.png")
+
+
+def test_labelled_folder_with_broken_files(tiny_config, tmp_path):
+    folder = tmp_path / "images"
+    _write_digits(folder, per_class=30)
+    (folder / "0" / "empty.png").write_bytes(b"")
+    (folder / "1" / "not_an_image.jpg").write_text("hello")
+    good = (folder / "2" / "2_0.png").read_bytes()
+    (folder / "2" / "truncated.png").write_bytes(good[: len(good) // 2])
+    (folder / "README.md").write_text("not an image, ignored")
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = train(
+            tiny_config(
+                *FOLDER_RUN,
+                f"data.path={folder}",
+                "data.num_clusters=3",
+                "stages=[pretext,mine,scan]",
+            )
+        )
+
+    run_dir = tmp_path / "run"
+    with open(run_dir / "skipped_files_train.csv") as file:
+        skipped = {row["path"].rsplit("/", 1)[-1] for row in csv.DictReader(file)}
+    assert skipped == {"empty.png", "not_an_image.jpg", "truncated.png"}
+    assert any("empty.png" in str(w.message) for w in caught)
+    assert summary["stages"]["mine"]["train_images"] == 90
+    assert 0.0 <= summary["acc"] <= 1.0 and "silhouette" in summary
+    # The input folder is exactly as it was.
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.rglob("*")) == before
+
+
+def test_flat_folder_is_unlabeled_and_reports_label_free_scores(tiny_config, tmp_path, capsys):
+    folder = tmp_path / "flat"
+    _write_digits(folder, per_class=20, nested=False)
+    summary = train(
+        tiny_config(
+            *FOLDER_RUN, f"data.path={folder}", "data.num_clusters=3", "stages=[pretext,mine,scan]"
+        )
+    )
+    assert "acc" not in summary and "acc" not in summary["stages"]["scan"]
+    kmeans = summary["stages"]["kmeans"]
+    assert -1.0 <= kmeans["silhouette"] <= 1.0
+    assert kmeans["calinski_harabasz"] > 0.0 and kmeans["davies_bouldin"] >= 0.0
+    # Two SCAN epochs on 60 images may leave one cluster, where the scores are undefined.
+    scan = summary["stages"]["scan"]
+    has_scores = scan["clusters_used"] >= 2
+    for key in ("silhouette", "calinski_harabasz", "davies_bouldin"):
+        assert (key in scan) == has_scores == (key in summary)
+    assert "silhouette" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        ("missing", "does not exist"),
+        ("empty", "no usable images"),
+    ],
+)
+def test_unusable_folders_fail_at_once(tiny_config, tmp_path, setup, message):
+    folder = tmp_path / "images"
+    if setup == "empty":
+        folder.mkdir()
+        (folder / "broken.png").write_bytes(b"")
+    with pytest.raises((FileNotFoundError, ValueError), match=message):
+        train(tiny_config(*FOLDER_RUN, f"data.path={folder}", "data.num_clusters=3"))
+
+
+def test_channel_count_must_match_normalisation(tiny_config, tmp_path):
+    folder = tmp_path / "images"
+    _write_digits(folder, per_class=10)
+    with pytest.raises(ValueError, match=r"data.mean has 3 values but data.channels=1"):
+        train(
+            tiny_config(
+                *FOLDER_RUN, "data.mean=[0.5,0.5,0.5]", f"data.path={folder}", "data.num_clusters=3"
+            )
+        )
