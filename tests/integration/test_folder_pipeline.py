@@ -98,8 +98,13 @@ def test_unusable_folders_fail_at_once(tiny_config, tmp_path, setup, message):
     if setup == "empty":
         folder.mkdir()
         (folder / "broken.png").write_bytes(b"")
-    with pytest.raises((FileNotFoundError, ValueError), match=message):
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        pytest.raises((FileNotFoundError, ValueError), match=message),
+    ):
+        warnings.simplefilter("always")
         train(tiny_config(*FOLDER_RUN, f"data.path={folder}", "data.num_clusters=3"))
+    assert any("broken.png" in str(w.message) for w in caught) == (setup == "empty")
 
 
 def test_channel_count_must_match_normalisation(tiny_config, tmp_path):

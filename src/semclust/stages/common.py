@@ -121,12 +121,3 @@ def gather_by_index(
 
 def concat_batches(batches: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {key: torch.cat([batch[key] for batch in batches]) for key in batches[0]}
-
-
-def pick_device(accelerator: str) -> torch.device:
-    """The device for work done outside a Lightning trainer (mining, evaluation)."""
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    if accelerator == "mps" or (accelerator == "auto" and torch.backends.mps.is_available()):
-        return torch.device("mps")
-    return torch.device("cpu")
