@@ -1,6 +1,8 @@
 """Evaluate a SCAN or self-label checkpoint: `python evaluate.py ckpt=<path> [data=...]`.
 
 Writes metrics.json and confusion_matrix.png (default: <run dir>/<stage>/evaluation/).
+With `predict.input_dir=DIR predict.out=OUT` it clusters a folder instead, as
+`semclust predict` does.
 """
 
 import hydra

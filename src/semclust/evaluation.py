@@ -88,7 +88,13 @@ def save_confusion_matrix(
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Score ``cfg.ckpt`` on ``cfg.data`` (default: its training data), write the results."""
+    """Score ``cfg.ckpt`` on ``cfg.data`` (default: its training data), write the results;
+    or, with ``predict.input_dir`` set, cluster that folder as ``semclust predict`` does."""
+    if cfg.get("predict") and cfg.predict.get("input_dir"):
+        from semclust.predict import predict_folder
+
+        options = {k: v for k, v in to_plain(cfg.predict).items() if k not in ("input_dir", "out")}
+        return predict_folder(cfg.ckpt, cfg.predict.input_dir, cfg.predict.out, **options)
     model, metadata = load_clustering_checkpoint(cfg.ckpt)
     data_cfg = to_plain(cfg.data) if cfg.get("data") else metadata["data"]
     if cfg.split not in ("train", "val"):

@@ -1,0 +1,143 @@
+"""The ``semclust`` console script: export, predict, neighbors, report.
+
+Training and evaluation are Hydra apps (``train.py``, ``evaluate.py``); these commands work on
+an exported model and plain folders, and need no config.
+"""
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+#: Errors that come from the user's input; anything else is a bug and keeps its traceback.
+_USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, NotADirectoryError)
+
+
+def _export(args: argparse.Namespace) -> None:
+    from semclust.export import export_model, load_export, read_cluster_names
+
+    names = read_cluster_names(args.names) if args.names else None
+    path = export_model(args.source, args.out, names)
+    exported = load_export(path)  # proves the file loads before we say it is done
+    print(
+        f"exported {exported.num_clusters} clusters, {exported.channels}-channel "
+        f"{exported.image_size}px input, to {path}"
+    )
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from semclust.predict import predict_folder
+
+    summary = predict_folder(
+        args.model,
+        args.input_dir,
+        args.out,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        device=args.device,
+        threshold=args.threshold,
+        link=args.link,
+        report=not args.no_report,
+        overwrite=args.overwrite,
+        convert_channels=args.convert_channels,
+        progress=not args.quiet,
+    )
+    print(
+        f"{summary['images_used']} of {summary['images_found']} images clustered into "
+        f"{sum(1 for size in summary['cluster_sizes'] if size)} clusters "
+        f"({summary['low_confidence']} below confidence {summary['threshold']}, "
+        f"{summary['errors']} unreadable) in {summary['wall_time_s']:.1f} s; outputs in {args.out}"
+    )
+
+
+def _neighbors(args: argparse.Namespace) -> None:
+    from semclust.export import load_any_model
+    from semclust.predict import resolve_device
+    from semclust.retrieval import nearest_images
+
+    exported = load_any_model(args.model, resolve_device(args.device))
+    found = nearest_images(
+        exported,
+        args.folder,
+        args.query,
+        k=args.k,
+        batch_size=args.batch_size,
+        embeddings_from=args.embeddings,
+        progress=not args.quiet,
+    )
+    print("rank\tsimilarity\tpath")
+    for rank, (path, score) in enumerate(found, start=1):
+        print(f"{rank}\t{score:.4f}\t{path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="semclust", description="Apply semclust cluster models to folders of images."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    export = commands.add_parser(
+        "export", help="write a trained model as one self-contained .safetensors file"
+    )
+    export.add_argument("source", help="run directory, stage folder, model.json or .ckpt")
+    export.add_argument("out", help="the .safetensors file to write")
+    export.add_argument("--names", help="cluster names: text file (one per line) or JSON list")
+    export.set_defaults(run=_export)
+
+    predict = commands.add_parser("predict", help="cluster every image in a folder")
+    predict.add_argument("model", help="exported .safetensors (or a run directory / .ckpt)")
+    predict.add_argument("input_dir", help="folder of images (searched recursively)")
+    predict.add_argument("--out", required=True, help="output folder (outside the input)")
+    predict.add_argument("--batch-size", type=int, default=256)
+    predict.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    predict.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="images below this confidence go to low_confidence/ (default 0.5)",
+    )
+    predict.add_argument(
+        "--link",
+        choices=("symlink", "copy", "none"),
+        default="symlink",
+        help="how per-cluster folders refer to the inputs (default symlink)",
+    )
+    predict.add_argument("--no-report", action="store_true", help="skip report.html")
+    predict.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier prediction's outputs"
+    )
+    predict.add_argument(
+        "--convert-channels",
+        action="store_true",
+        help="let a grayscale model see colour images (converted to gray)",
+    )
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.set_defaults(run=_predict)
+
+    neighbors = commands.add_parser("neighbors", help="the images nearest to a query image")
+    neighbors.add_argument("model", help="exported .safetensors (or a run directory / .ckpt)")
+    neighbors.add_argument("folder", help="folder of images to search")
+    neighbors.add_argument("query", help="the query image")
+    neighbors.add_argument("-k", type=int, default=10, help="how many to list (default 10)")
+    neighbors.add_argument(
+        "--embeddings", help="reuse the outputs of `semclust predict` on the same folder"
+    )
+    neighbors.add_argument("--batch-size", type=int, default=256)
+    neighbors.add_argument("--device", default="auto")
+    neighbors.add_argument("--quiet", action="store_true", help="no progress bar")
+    neighbors.set_defaults(run=_neighbors)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except _USER_ERRORS as error:
+        print(f"semclust {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The exported model file: round trip, and refusal of foreign, tampered or mismatched files."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from semclust.export import (
+    EXPORT_FORMAT,
+    ModelFileError,
+    load_export,
+    read_cluster_names,
+    save_export,
+)
+from semclust.models import ClusteringModel, build_backbone
+
+BACKBONE = {"name": "small_cnn", "in_channels": 1, "width": 4, "feature_dim": 8}
+SPEC = {
+    "backbone": BACKBONE,
+    "num_clusters": 3,
+    "preprocessing": {
+        "recipe": "small_grayscale",
+        "image_size": 16,
+        "channels": 1,
+        "mean": [0.5],
+        "std": [0.25],
+    },
+    "stage": "scan",
+    "head_index": 1,
+}
+
+
+def tiny_model(num_heads: int = 1) -> ClusteringModel:
+    torch.manual_seed(0)
+    return ClusteringModel(build_backbone(**BACKBONE), 3, num_heads).eval()
+
+
+@pytest.fixture
+def exported(tmp_path):
+    model = tiny_model()
+    return model, save_export(model, SPEC, tmp_path / "model.safetensors", ["a", "b", "c"])
+
+
+def test_round_trip_gives_the_same_outputs_and_metadata(exported):
+    model, path = exported
+    loaded = load_export(path)
+    images = torch.randn(5, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(images), model(images))
+    assert loaded.num_clusters == 3 and loaded.channels == 1 and loaded.image_size == 16
+    assert loaded.cluster_names == ["a", "b", "c"]
+    assert loaded.spec["source"] == {"stage": "scan", "head_index": 1}
+    assert not loaded.model.training
+    tensor = loaded.preprocess()(Image.new("L", (40, 30), 128))
+    assert tensor.shape == (1, 16, 16)
+    assert torch.allclose(tensor, torch.full_like(tensor, (128 / 255 - 0.5) / 0.25), atol=1e-4)
+
+
+def test_changed_weights_fail_the_checksum(exported):
+    _, path = exported
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF  # a byte inside the last tensor, header untouched
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="checksum"):
+        load_export(path)
+
+
+@pytest.mark.parametrize("cut", [4, 40, -10])
+def test_truncated_or_garbled_files_are_refused(exported, cut):
+    _, path = exported
+    data = path.read_bytes()
+    path.write_bytes(data[:cut] if cut > 0 else b"\x00" * 8 + data[8:cut])
+    with pytest.raises(ModelFileError, match=str(path.name)):
+        load_export(path)
+
+
+def test_a_plain_safetensors_file_is_not_an_export(tmp_path):
+    path = tmp_path / "weights.safetensors"
+    save_file(tiny_model().state_dict(), str(path))
+    with pytest.raises(ModelFileError, match="not a semclust export"):
+        load_export(path)
+
+
+def test_metadata_that_does_not_fit_the_weights_is_refused(tmp_path):
+    path = save_export(tiny_model(), SPEC, tmp_path / "model.safetensors")
+    # Rewrite the header to describe a wider network, keeping the (valid) checksum.
+    with safe_open(str(path), framework="pt") as file:
+        state = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118
+        header = json.loads(file.metadata()["semclust"])
+    header["backbone"]["width"] = 8
+    save_file(state, str(path), {"format": EXPORT_FORMAT, "semclust": json.dumps(header)})
+    with pytest.raises(ModelFileError, match="do not fit"):
+        load_export(path)
+
+
+def test_missing_file_and_bad_arguments(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
+        load_export(tmp_path / "nowhere.safetensors")
+    with pytest.raises(ValueError, match="one head"):
+        save_export(tiny_model(num_heads=2), SPEC, tmp_path / "m.safetensors")
+    with pytest.raises(ValueError, match="2 cluster names"):
+        save_export(tiny_model(), SPEC, tmp_path / "m.safetensors", ["x", "y"])
+
+
+def test_cluster_names_from_text_or_json(tmp_path):
+    (tmp_path / "names.txt").write_text("cats\n\ndogs \nbirds\n")
+    (tmp_path / "names.json").write_text('["cats", "dogs", 3]')
+    assert read_cluster_names(tmp_path / "names.txt") == ["cats", "dogs", "birds"]
+    assert read_cluster_names(tmp_path / "names.json") == ["cats", "dogs", "3"]
+    (tmp_path / "bad.json").write_text('{"a": 1}')
+    with pytest.raises(ValueError, match="JSON list"):
+        read_cluster_names(tmp_path / "bad.json")
