@@ -25,6 +25,7 @@ TINY_RUN = [
     "data.val_split=test",
     "trainer.enable_progress_bar=false",
     "logger=none",
+    "report=false",
 ]
 
 

@@ -69,6 +69,12 @@ def _neighbors(args: argparse.Namespace) -> None:
         print(f"{rank}\t{score:.4f}\t{path}")
 
 
+def _report(args: argparse.Namespace) -> None:
+    from semclust.evaluation import write_run_report
+
+    print(f"wrote {write_run_report(args.run_dir, args.out, args.split)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="semclust", description="Apply semclust cluster models to folders of images."
@@ -126,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     neighbors.add_argument("--device", default="auto")
     neighbors.add_argument("--quiet", action="store_true", help="no progress bar")
     neighbors.set_defaults(run=_neighbors)
+
+    report = commands.add_parser("report", help="write the HTML cluster report of a training run")
+    report.add_argument("run_dir", help="run directory written by train.py")
+    report.add_argument("--out", help="the .html file (default <run_dir>/report.html)")
+    report.add_argument("--split", default="val", choices=("train", "val"))
+    report.set_defaults(run=_report)
     return parser
 
 

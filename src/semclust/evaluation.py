@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from semclust.artifacts import write_json
+from semclust.artifacts import read_json, write_json
 from semclust.callbacks import ClusterEvaluation
 from semclust.data import MultiViewDataset, build_dataset, make_loader
 from semclust.metrics import contingency_matrix, hungarian_match
@@ -148,3 +148,60 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     print(f"wrote {output_dir / 'metrics.json'}")
     return summary
+
+
+def write_run_report(
+    run_dir: str | Path, out_path: str | Path | None = None, split: str = "val"
+) -> Path:
+    """``report.html`` for a training run: its final model on its own ``split`` images,
+    with ACC/NMI/ARI and the confusion matrix where the data has labels."""
+    from torchvision.transforms.v2.functional import to_pil_image
+
+    from semclust.export import head_logits, load_trained_model
+    from semclust.predict import single_head_model
+    from semclust.report import GradCamExplainer, ReportData, write_report
+
+    run_dir = Path(run_dir)
+    model, spec = load_trained_model(run_dir)
+    stage = spec.get("stage", "scan")
+    data_cfg = read_json(run_dir / "manifest.json")["stages"][stage]["config"]["data"]
+    dataset = build_dataset(data_cfg, split)
+    transform = view_transforms(data_cfg).eval
+    loader = make_loader(
+        MultiViewDataset(dataset, {"image": transform}),
+        data_cfg["eval_batch_size"],
+        shuffle=False,
+        num_workers=0,
+    )
+    features, probabilities, targets = [], [], []
+    model.eval()
+    with torch.inference_mode():
+        for batch in loader:
+            batch_features, logits = head_logits(model, batch["image"])
+            features.append(batch_features.numpy())
+            probabilities.append(torch.softmax(logits, dim=1).numpy())
+            targets.append(batch["target"].numpy())
+
+    def load_image(row: int) -> Any:
+        image = dataset.load_image(row)
+        return to_pil_image(image) if isinstance(image, torch.Tensor) else image
+
+    paths = getattr(dataset, "paths", None) or [
+        f"{data_cfg['kind']}[{index}]" for index in range(len(dataset))
+    ]
+    data = ReportData(
+        title=f"semclust run {run_dir} ({stage}, {data_cfg['kind']}/{split})",
+        paths=[str(path) for path in paths],
+        probabilities=np.concatenate(probabilities),
+        embeddings=np.concatenate(features),
+        targets=np.concatenate(targets),
+        class_names=dataset.class_names,
+        errors=list(getattr(dataset, "skipped", [])),
+    )
+    explainer, reason = None, None
+    try:
+        explainer = GradCamExplainer(single_head_model(model), transform)
+    except ValueError as error:
+        reason = str(error)
+    out_path = Path(out_path) if out_path else run_dir / "report.html"
+    return write_report(out_path, data, load_image, explainer, no_heatmaps_reason=reason)

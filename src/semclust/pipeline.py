@@ -470,6 +470,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         _wait_for_all_processes()  # later stages on every rank read what rank zero wrote
     summary = summarize(run)
     write_json(run.metrics_path, summary)
+    if cfg.get("report") and summary["final_stage"] and run.is_writer():
+        from semclust.evaluation import write_run_report  # UMAP and Grad-CAM load lazily
+
+        summary["report"] = str(write_run_report(run.root))
+        log.info("report: %s", summary["report"])
     print(format_table(summary))
     return summary
 

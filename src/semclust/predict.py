@@ -374,15 +374,17 @@ def write_prediction_report(
         cluster_names=exported.cluster_names or None,
         errors=errors,
     )
+    explainer, reason = None, None
     try:
-        explainer = GradCamExplainer(single_head(exported), exported.preprocess())
-    except ValueError:
-        explainer = None
+        explainer = GradCamExplainer(single_head_model(exported.model), exported.preprocess())
+    except ValueError as error:  # e.g. a vision transformer: no convolution to explain
+        reason = str(error)
     return write_report(
         out_dir / "report.html",
         data,
         lambda row: read_image(paths[row], exported.channels),
         explainer,
+        no_heatmaps_reason=reason,
     )
 
 
@@ -395,6 +397,6 @@ class _SingleHead(torch.nn.Module):
         return head_logits(self.model, images)[1]
 
 
-def single_head(exported: ExportedModel) -> torch.nn.Module:
-    """The model as ``images -> (B, K) logits``, as Grad-CAM wants it."""
-    return _SingleHead(exported.model)
+def single_head_model(model: torch.nn.Module) -> torch.nn.Module:
+    """A one-head clustering model as ``images -> (B, K) logits``, as Grad-CAM wants it."""
+    return _SingleHead(model)

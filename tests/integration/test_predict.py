@@ -269,8 +269,12 @@ def test_console_script_is_declared():
 def test_a_trained_run_exports_and_predicts_like_its_checkpoint(
     tiny_config, compose_config, image_folder, tmp_path, capsys
 ):
-    train(tiny_config("stages=[pretext,mine,scan]"))
+    train(tiny_config("stages=[pretext,mine,scan]", "report=true"))
     run = tmp_path / "run"
+    # The run's own report: its images, with labels, so scores and a confusion table.
+    page = (run / "report.html").read_text()
+    assert '<section id="labels">' in page and page.count('class="cluster') == 10
+    assert page.count("data:image/png;base64,") > 20  # prototypes, heatmaps, map
     (tmp_path / "names.txt").write_text("\n".join(f"digit {i}" for i in range(10)))
     model_file = tmp_path / "digits.safetensors"
     assert main(["export", str(run), str(model_file), "--names", str(tmp_path / "names.txt")]) == 0
@@ -282,6 +286,13 @@ def test_a_trained_run_exports_and_predicts_like_its_checkpoint(
     with torch.no_grad():
         assert torch.allclose(exported.model(images), checkpoint_model.eval()(images), atol=1e-5)
     assert exported.cluster_names[3] == "digit 3"
+
+    # A prediction's report: no labels, so label-free scores; names from the export.
+    predict_folder(model_file, image_folder, tmp_path / "with_report", link="none")
+    page = (tmp_path / "with_report/report.html").read_text()
+    assert '<section id="labels">' not in page and "Label-free scores" in page
+    assert "digit " in page
+    assert "Unreadable files (3)" in page
 
     # evaluate.py's predict mode gives what `semclust predict` gives, from the .ckpt too.
     predict_folder(model_file, image_folder, tmp_path / "cli", link="none", report=False)
