@@ -116,6 +116,20 @@ class TestTransforms:
         draws = [grayscale_views.strong(image) for _ in range(5)]
         assert any(not torch.equal(draws[0], d) for d in draws[1:])
 
+    @pytest.mark.parametrize("flip", [False, True])
+    def test_small_grayscale_flips_only_when_asked_and_never_at_evaluation(self, flip: bool):
+        # A left-bright image seen with rotation, zoom and shift off: only a flip moves it.
+        image = torch.zeros(1, 16, 16, dtype=torch.uint8)
+        image[:, :, :4] = 255
+        views = build_transforms(
+            "small_grayscale", 16, [0.5], [0.5], rotation=0, crop_scale_min=0.81, flip=flip
+        )
+        torch.manual_seed(0)
+        weak = [views.weak(image) for _ in range(40)]
+        flipped = [view[0, 8, :6].mean() < view[0, 8, -6:].mean() for view in weak]
+        assert any(flipped) == flip
+        assert all(views.eval(image)[0, 8, :4].min() > 0.9 for _ in range(3))
+
     @pytest.mark.parametrize("view", VIEWS)
     def test_natural_views_on_a_pil_rgb_image(self, view: str):
         torch.manual_seed(0)

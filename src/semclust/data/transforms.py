@@ -175,14 +175,19 @@ def small_grayscale(
     std: Sequence[float],
     rotation: float = 15.0,
     crop_scale_min: float = 0.5,
+    flip: bool = False,
 ) -> ViewTransforms:
-    """Tiny grayscale images (digits, MNIST, COIL-20): geometry and contrast, never flips.
+    """Tiny grayscale images (digits, MNIST, COIL-20): geometry and contrast.
 
-    Flips change a digit's meaning; ``rotation`` (degrees) can go up to 180 for objects whose
-    pose is a nuisance, as in COIL-20. ``crop_scale_min`` is the smallest share of the image
-    area a pretext crop keeps (as in RandomResizedCrop), expressed here as a zoom.
+    ``rotation`` is in-plane, in degrees. ``crop_scale_min`` is the smallest share of the
+    image area a pretext crop keeps (as in RandomResizedCrop), expressed here as a zoom.
+    ``flip`` adds horizontal flips to the training views: off for digits, whose meaning a
+    flip changes; on for objects on a turntable (COIL-20), where the mirror image of the
+    view at angle θ resembles the view at −θ.
     """
     start = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    if flip:
+        start.append(v2.RandomHorizontalFlip())
     normalize = [v2.Normalize(list(mean), list(std))]
     max_zoom = 1 / math.sqrt(crop_scale_min)
     return ViewTransforms(
@@ -212,7 +217,7 @@ def small_grayscale(
                 v2.RandomErasing(p=0.5, scale=(0.02, 0.15), value=0),
             ]
         ),
-        eval=v2.Compose(start + [RandomAffineResize(image_size)] + normalize),
+        eval=v2.Compose(start[:2] + [RandomAffineResize(image_size)] + normalize),
     )
 
 
