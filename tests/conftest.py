@@ -4,8 +4,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+
+from semclust.models import ClusteringModel, build_backbone
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
@@ -48,3 +51,24 @@ def tiny_config(compose_config: Callable[..., DictConfig], tmp_path: Path) -> Ca
         return compose_config("train", [*TINY_RUN, f"paths.run_dir={tmp_path / 'run'}", *overrides])
 
     return _tiny
+
+
+@pytest.fixture
+def tiny_model() -> Callable[..., tuple[ClusteringModel, dict]]:
+    """A seeded, untrained 3-cluster model for 16x16 grayscale images, and the spec that
+    ``semclust.export.save_export`` needs for it."""
+
+    def _make(num_heads: int = 1) -> tuple[ClusteringModel, dict]:
+        backbone = {"name": "small_cnn", "in_channels": 1, "width": 8, "feature_dim": 32}
+        torch.manual_seed(0)
+        model = ClusteringModel(build_backbone(**backbone), 3, num_heads).eval()
+        preprocessing = {
+            "recipe": "small_grayscale",
+            "image_size": 16,
+            "channels": 1,
+            "mean": [0.5],
+            "std": [0.25],
+        }
+        return model, {"backbone": backbone, "num_clusters": 3, "preprocessing": preprocessing}
+
+    return _make

@@ -4,6 +4,8 @@ import csv
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,31 +17,16 @@ from PIL import Image
 from semclust.cli import main
 from semclust.evaluation import evaluate, load_clustering_checkpoint
 from semclust.export import load_export, save_export
-from semclust.models import ClusteringModel, build_backbone
 from semclust.pipeline import train
 from semclust.predict import predict_folder
 from semclust.retrieval import nearest_images
 
 ROOT = Path(__file__).resolve().parents[2]
-BACKBONE = {"name": "small_cnn", "in_channels": 1, "width": 8, "feature_dim": 32}
-SPEC = {
-    "backbone": BACKBONE,
-    "num_clusters": 3,
-    "preprocessing": {
-        "recipe": "small_grayscale",
-        "image_size": 16,
-        "channels": 1,
-        "mean": [0.5],
-        "std": [0.25],
-    },
-}
 
 
 @pytest.fixture
-def model_file(tmp_path) -> Path:
-    torch.manual_seed(0)
-    model = ClusteringModel(build_backbone(**BACKBONE), 3, 1)
-    return save_export(model.eval(), SPEC, tmp_path / "model.safetensors", ["a/b", "dogs", "c"])
+def model_file(tiny_model, tmp_path) -> Path:
+    return save_export(*tiny_model(), tmp_path / "model.safetensors", ["a/b", "dogs", "c"])
 
 
 def gray_image(seed: int, size: int = 20) -> Image.Image:
@@ -239,10 +226,8 @@ def test_neighbors_finds_the_duplicate_of_the_query_first(model_file, image_fold
     assert [p for p, _ in reused] == [p for p, _ in found]
 
 
-def test_cli_export_predict_and_neighbors(tmp_path, image_folder, capsys):
-    model_file = tmp_path / "model.safetensors"
-    torch.manual_seed(0)
-    save_export(ClusteringModel(build_backbone(**BACKBONE), 3, 1), SPEC, model_file)
+def test_cli_export_predict_and_neighbors(tiny_model, tmp_path, image_folder, capsys):
+    model_file = save_export(*tiny_model(), tmp_path / "model.safetensors")
     code = main(
         ["predict", str(model_file), str(image_folder), "--out", str(tmp_path / "out"), "--quiet"]
         + ["--no-report", "--link", "none"]
@@ -261,9 +246,14 @@ def test_cli_export_predict_and_neighbors(tmp_path, image_folder, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_console_script_is_declared():
+def test_console_script_is_declared_and_installed():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["semclust"] == "semclust.cli:main"
+    script = Path(sys.executable).parent / "semclust"
+    if not script.exists():
+        pytest.skip(f"package not installed into {script.parent} (pip install -e .)")
+    shown = subprocess.run([script, "predict", "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0 and "--threshold" in shown.stdout
 
 
 def test_a_trained_run_exports_and_predicts_like_its_checkpoint(

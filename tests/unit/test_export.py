@@ -15,33 +15,13 @@ from semclust.export import (
     read_cluster_names,
     save_export,
 )
-from semclust.models import ClusteringModel, build_backbone
-
-BACKBONE = {"name": "small_cnn", "in_channels": 1, "width": 4, "feature_dim": 8}
-SPEC = {
-    "backbone": BACKBONE,
-    "num_clusters": 3,
-    "preprocessing": {
-        "recipe": "small_grayscale",
-        "image_size": 16,
-        "channels": 1,
-        "mean": [0.5],
-        "std": [0.25],
-    },
-    "stage": "scan",
-    "head_index": 1,
-}
-
-
-def tiny_model(num_heads: int = 1) -> ClusteringModel:
-    torch.manual_seed(0)
-    return ClusteringModel(build_backbone(**BACKBONE), 3, num_heads).eval()
 
 
 @pytest.fixture
-def exported(tmp_path):
-    model = tiny_model()
-    return model, save_export(model, SPEC, tmp_path / "model.safetensors", ["a", "b", "c"])
+def exported(tiny_model, tmp_path):
+    model, spec = tiny_model()
+    spec = {**spec, "stage": "scan", "head_index": 1}
+    return model, save_export(model, spec, tmp_path / "model.safetensors", ["a", "b", "c"])
 
 
 def test_round_trip_gives_the_same_outputs_and_metadata(exported):
@@ -77,32 +57,32 @@ def test_truncated_or_garbled_files_are_refused(exported, cut):
         load_export(path)
 
 
-def test_a_plain_safetensors_file_is_not_an_export(tmp_path):
+def test_a_plain_safetensors_file_is_not_an_export(tiny_model, tmp_path):
     path = tmp_path / "weights.safetensors"
-    save_file(tiny_model().state_dict(), str(path))
+    save_file(tiny_model()[0].state_dict(), str(path))
     with pytest.raises(ModelFileError, match="not a semclust export"):
         load_export(path)
 
 
-def test_metadata_that_does_not_fit_the_weights_is_refused(tmp_path):
-    path = save_export(tiny_model(), SPEC, tmp_path / "model.safetensors")
+def test_metadata_that_does_not_fit_the_weights_is_refused(tiny_model, tmp_path):
+    path = save_export(*tiny_model(), tmp_path / "model.safetensors")
     # Rewrite the header to describe a wider network, keeping the (valid) checksum.
     with safe_open(str(path), framework="pt") as file:
         state = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118
         header = json.loads(file.metadata()["semclust"])
-    header["backbone"]["width"] = 8
+    header["backbone"]["width"] = 16
     save_file(state, str(path), {"format": EXPORT_FORMAT, "semclust": json.dumps(header)})
     with pytest.raises(ModelFileError, match="do not fit"):
         load_export(path)
 
 
-def test_missing_file_and_bad_arguments(tmp_path):
+def test_missing_file_and_bad_arguments(tiny_model, tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
         load_export(tmp_path / "nowhere.safetensors")
     with pytest.raises(ValueError, match="one head"):
-        save_export(tiny_model(num_heads=2), SPEC, tmp_path / "m.safetensors")
+        save_export(*tiny_model(num_heads=2), tmp_path / "m.safetensors")
     with pytest.raises(ValueError, match="2 cluster names"):
-        save_export(tiny_model(), SPEC, tmp_path / "m.safetensors", ["x", "y"])
+        save_export(*tiny_model(), tmp_path / "m.safetensors", ["x", "y"])
 
 
 def test_cluster_names_from_text_or_json(tmp_path):
