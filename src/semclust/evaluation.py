@@ -158,8 +158,8 @@ def write_run_report(
     from torchvision.transforms.v2.functional import to_pil_image
 
     from semclust.export import head_logits, load_trained_model
-    from semclust.predict import single_head_model
-    from semclust.report import GradCamExplainer, ReportData, write_report
+    from semclust.predict import grad_cam_for
+    from semclust.report import ReportData, write_report
 
     run_dir = Path(run_dir)
     model, spec = load_trained_model(run_dir)
@@ -198,10 +198,6 @@ def write_run_report(
         class_names=dataset.class_names,
         errors=list(getattr(dataset, "skipped", [])),
     )
-    explainer, reason = None, None
-    try:
-        explainer = GradCamExplainer(single_head_model(model), transform)
-    except ValueError as error:
-        reason = str(error)
+    explainer, reason = grad_cam_for(model, transform)
     out_path = Path(out_path) if out_path else run_dir / "report.html"
     return write_report(out_path, data, load_image, explainer, no_heatmaps_reason=reason)

@@ -21,7 +21,7 @@ from torch import nn
 from semclust.artifacts import SCAN_SPEC, SCAN_WEIGHTS, load_weights, read_json
 from semclust.data import build_transforms
 from semclust.models import ClusteringModel
-from semclust.stages.common import backbone_from_spec
+from semclust.stages.common import backbone_from_spec, preprocessing_spec
 
 #: Value of the ``format`` metadata key; bumped when the layout changes.
 EXPORT_FORMAT = "semclust.model/1"
@@ -131,14 +131,10 @@ def load_trained_model(source: str | Path) -> tuple[ClusteringModel, dict[str, A
         from semclust.evaluation import load_clustering_checkpoint  # imports Lightning
 
         model, metadata = load_clustering_checkpoint(source)
-        data = metadata["data"]
         spec = {
             "backbone": metadata["backbone"],
             "num_clusters": metadata["num_clusters"],
-            "preprocessing": {
-                "recipe": data["augment"]["recipe"],
-                **{key: data[key] for key in ("image_size", "channels", "mean", "std")},
-            },
+            "preprocessing": preprocessing_spec(metadata["data"]),
             "stage": metadata["stage"],
             "head_index": 0,
         }

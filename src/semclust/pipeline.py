@@ -39,6 +39,7 @@ from semclust.stages.common import (
     backbone_spec,
     build_trainer,
     clear_checkpoints,
+    preprocessing_spec,
     resume_checkpoint,
     to_plain,
     view_transforms,
@@ -167,10 +168,7 @@ def _save_clustering_model(
         "backbone": backbone,
         "num_clusters": cfg.data.num_clusters,
         "num_heads": len(model.cluster_heads.heads),
-        "preprocessing": {
-            "recipe": cfg.data.augment.recipe,
-            **{key: to_plain(cfg.data[key]) for key in ("image_size", "channels", "mean", "std")},
-        },
+        "preprocessing": preprocessing_spec(cfg.data),
         **extra,
     }
     weights, spec_path = stage_dir / "model.safetensors", stage_dir / "model.json"

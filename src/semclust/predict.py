@@ -27,7 +27,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from semclust.data.folder import find_image_files, read_image
+from semclust.data.folder import find_image_files, image_problem, read_image
 from semclust.export import ExportedModel, head_logits, load_any_model
 
 #: Every file and folder predict writes; ``overwrite=True`` removes only these.
@@ -58,31 +58,18 @@ class ImagePathsDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        path = self.paths[index]
         try:
-            image = self.transform(read_image(self.paths[index], self.channels))
+            image = self.transform(read_image(path, self.channels))
             error = ""
-        except Exception as failure:  # decoders raise many types on damaged files
-            error = describe_error(failure, self.paths[index])
-            image = None
-        if image is None:
+        except Exception:  # decoders raise many types on damaged files
+            # The folder loader's wording, so errors.csv and skipped_files_*.csv agree.
+            error = image_problem(path, self.channels) or "could not be read"
             if self._blank is None:
                 size = self.transform(Image.new("L" if self.channels == 1 else "RGB", (8, 8)))
                 self._blank = torch.zeros_like(size)
             image = self._blank
         return {"image": image, "index": index, "error": error}
-
-
-def describe_error(error: BaseException, path: Path) -> str:
-    """Why ``path`` could not be used, in the words of ``errors.csv``."""
-    if path.is_file() and path.stat().st_size == 0:
-        return "empty file (0 bytes)"
-    if isinstance(error, PermissionError):
-        return "permission denied"
-    if isinstance(error, OSError) and error.strerror:
-        return f"cannot read file: {error.strerror}"
-    if type(error).__name__ == "UnidentifiedImageError":
-        return "not an image: no decoder recognises the content"
-    return f"corrupt or truncated ({type(error).__name__}: {error})"
 
 
 @dataclass
@@ -172,7 +159,7 @@ def check_output_folder(input_dir: Path, out_dir: Path, overwrite: bool) -> None
                 path.unlink()
 
 
-def check_channels(exported: ExportedModel, paths: list[Path], convert: bool) -> None:
+def refuse_colour_for_grayscale(exported: ExportedModel, paths: list[Path], convert: bool) -> None:
     """Refuse colour images for a grayscale model unless conversion is asked for: its
     clusters would be meaningless, and nothing else would say so."""
     if exported.channels != 1 or convert:
@@ -244,7 +231,7 @@ def predict_folder(
         raise ValueError(f"no image files in {input_dir} (looked for common image extensions)")
     exported = model if isinstance(model, ExportedModel) else load_any_model(model)
     exported.to(resolve_device(device))
-    check_channels(exported, paths, convert_channels)
+    refuse_colour_for_grayscale(exported, paths, convert_channels)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     names, clusters = exported.cluster_names, exported.num_clusters
@@ -363,7 +350,7 @@ def write_prediction_report(
     out_dir: Path, exported: ExportedModel, errors: list[tuple[str, str]]
 ) -> Path:
     """``report.html`` for a finished prediction (prototypes, Grad-CAM, UMAP)."""
-    from semclust.report import GradCamExplainer, ReportData, write_report
+    from semclust.report import ReportData, write_report
 
     paths, probabilities, embeddings = read_predictions(out_dir)
     data = ReportData(
@@ -374,11 +361,7 @@ def write_prediction_report(
         cluster_names=exported.cluster_names or None,
         errors=errors,
     )
-    explainer, reason = None, None
-    try:
-        explainer = GradCamExplainer(single_head_model(exported.model), exported.preprocess())
-    except ValueError as error:  # e.g. a vision transformer: no convolution to explain
-        reason = str(error)
+    explainer, reason = grad_cam_for(exported.model, exported.preprocess())
     return write_report(
         out_dir / "report.html",
         data,
@@ -397,6 +380,11 @@ class _SingleHead(torch.nn.Module):
         return head_logits(self.model, images)[1]
 
 
-def single_head_model(model: torch.nn.Module) -> torch.nn.Module:
-    """A one-head clustering model as ``images -> (B, K) logits``, as Grad-CAM wants it."""
-    return _SingleHead(model)
+def grad_cam_for(model: torch.nn.Module, preprocess: Any) -> tuple[Any, str | None]:
+    """A Grad-CAM explainer of a one-head clustering model, or None and why not."""
+    from semclust.report import GradCamExplainer
+
+    try:
+        return GradCamExplainer(_SingleHead(model), preprocess), None
+    except ValueError as error:  # e.g. a vision transformer: no convolution to explain
+        return None, str(error)

@@ -185,9 +185,8 @@ def small_grayscale(
     flip changes; on for objects on a turntable (COIL-20), where the mirror image of the
     view at angle θ resembles the view at −θ.
     """
-    start = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
-    if flip:
-        start.append(v2.RandomHorizontalFlip())
+    to_float = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    start = to_float + ([v2.RandomHorizontalFlip()] if flip else [])
     normalize = [v2.Normalize(list(mean), list(std))]
     max_zoom = 1 / math.sqrt(crop_scale_min)
     return ViewTransforms(
@@ -217,7 +216,7 @@ def small_grayscale(
                 v2.RandomErasing(p=0.5, scale=(0.02, 0.15), value=0),
             ]
         ),
-        eval=v2.Compose(start[:2] + [RandomAffineResize(image_size)] + normalize),
+        eval=v2.Compose(to_float + [RandomAffineResize(image_size)] + normalize),
     )
 
 

@@ -31,6 +31,13 @@ def backbone_from_spec(spec: Mapping[str, Any]) -> nn.Module:
     return build_backbone(**spec)
 
 
+def preprocessing_spec(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """What inference needs to see images as training did (saved with every model)."""
+    data = to_plain(data_cfg)
+    keys = ("image_size", "channels", "mean", "std")
+    return {"recipe": data["augment"]["recipe"], **{key: data[key] for key in keys}}
+
+
 def view_transforms(data_cfg: Mapping[str, Any]) -> ViewTransforms:
     """The four views (pretext, weak, strong, eval) that the data config describes."""
     channels = data_cfg["channels"]
