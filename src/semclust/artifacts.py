@@ -14,11 +14,17 @@ import torch
 from lightning_fabric.utilities.rank_zero import rank_zero_only
 from safetensors.torch import load_file, save_file
 
-STAGES = ("pretext", "mine", "scan", "selflabel")
+# In running order. classic (baselines on any features) comes last so the seeds of the
+# other stages (seed + position) stay what they were before it existed.
+STAGES = ("pretext", "mine", "scan", "selflabel", "classic")
 
 # What each stage needs from an earlier one: (stage, file name).
 BACKBONE_WEIGHTS = ("pretext", "backbone.safetensors")
 BACKBONE_SPEC = ("pretext", "backbone.json")
+TRAIN_FEATURES = ("mine", "train_features.npy")
+VAL_FEATURES = ("mine", "val_features.npy")
+TRAIN_TARGETS = ("mine", "train_targets.npy")
+VAL_TARGETS = ("mine", "val_targets.npy")
 TRAIN_NEIGHBORS = ("mine", "train_neighbors.npy")
 VAL_NEIGHBORS = ("mine", "val_neighbors.npy")
 SCAN_WEIGHTS = ("scan", "model.safetensors")
@@ -89,6 +95,12 @@ class RunDirectory:
         if wall_time_s is not None:
             entry["wall_time_s"] = round(wall_time_s, 2)
         manifest.setdefault("stages", {})[stage] = entry
+        write_json(self.manifest_path, manifest)
+
+    def record(self, key: str, value: Any) -> None:
+        """Set a top-level manifest entry (e.g. how the number of clusters was chosen)."""
+        manifest = self.read_manifest()
+        manifest[key] = value
         write_json(self.manifest_path, manifest)
 
     @staticmethod

@@ -46,10 +46,12 @@ class ClusterEvaluation(Callback):
     """Scores the module's :class:`ValidationResult` and logs the scalars to the logger.
 
     The module must offer ``validation_result() -> ValidationResult | None``. The latest
-    scores stay on ``self.latest`` for the stage to put in the manifest.
+    scores stay on ``self.latest`` for the stage to put in the manifest. Feature-only
+    results are clustered by k-means into ``num_clusters``; with ``None`` (K not chosen yet)
+    they are not scored.
     """
 
-    def __init__(self, num_clusters: int, seed: int = 0) -> None:
+    def __init__(self, num_clusters: int | None, seed: int = 0) -> None:
         self.num_clusters = num_clusters
         self.seed = seed
         self.latest: dict[str, Any] = {}
@@ -62,6 +64,8 @@ class ClusterEvaluation(Callback):
             return
         features = result.features.float().numpy()
         if result.predictions is None:
+            if self.num_clusters is None:
+                return  # data.num_clusters=auto: K is chosen after the pretext stage
             predictions = kmeans_predictions(features, self.num_clusters, self.seed)
         else:
             predictions = result.predictions.numpy()

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from semclust.artifacts import read_json, write_json
+from semclust.artifacts import load_weights, read_json, write_json
 from semclust.callbacks import ClusterEvaluation
 from semclust.data import MultiViewDataset, build_dataset, make_loader
 from semclust.metrics import contingency_matrix, hungarian_match
@@ -52,8 +52,21 @@ def load_clustering_checkpoint(path: str | Path) -> tuple[ClusteringModel, dict[
         for key, value in checkpoint["state_dict"].items()
         if key.startswith(prefix)
     }
+    loaded: torch.nn.Module = model
+    if metadata.get("cached_features"):
+        # Heads trained on cached features: the frozen backbone is the run's pretext one.
+        backbone_path = path.resolve().parents[2] / "pretext" / "backbone.safetensors"
+        if not backbone_path.is_file():
+            raise ValueError(
+                f"{path} holds cluster heads trained on cached features, but their frozen "
+                f"backbone {backbone_path} is missing; use the stage's model.safetensors"
+            )
+        load_weights(model.backbone, backbone_path)
+        loaded = model.cluster_heads  # the checkpoint's state covers the heads only
+        state = {key: value for key, value in state.items() if key.startswith("cluster_heads.")}
+        state = {key[len("cluster_heads.") :]: value for key, value in state.items()}
     try:
-        model.load_state_dict(state)
+        loaded.load_state_dict(state)
     except RuntimeError as error:
         raise ValueError(
             f"weights in {path} do not fit the model its metadata describes: {error}"

@@ -148,7 +148,9 @@ def load_trained_model(source: str | Path) -> tuple[ClusteringModel, dict[str, A
         backbone_from_spec(spec["backbone"]), spec["num_clusters"], spec["num_heads"]
     )
     load_weights(model, spec_path.with_suffix(".safetensors"))
-    model.cluster_heads.keep(int(spec.get("head_index", 0)))
+    if spec["num_heads"] > 1:
+        model.cluster_heads.keep(int(spec.get("head_index", 0)))
+    # With one head saved, head_index only records which of SCAN's heads it was.
     return model.eval(), spec
 
 

@@ -114,3 +114,66 @@ def test_clustering_model_forward_shape_and_composition():
 def test_projection_head_shape():
     head = ProjectionHead(feature_dim=12, hidden_dim=7, output_dim=3)
     assert head(torch.randn(4, 12)).shape == (4, 3)
+
+
+# pretrained networks: built here with random weights, never downloaded ----------------------
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_open_clip_image_encoder_returns_its_embedding(in_channels: int):
+    backbone = build_backbone(
+        "open_clip", model_name="ViT-S-32", pretrained=None, in_channels=in_channels, image_size=64
+    )
+    assert backbone.feature_dim == 384
+    assert not hasattr(backbone, "transformer")  # the text tower is dropped
+    assert features_of(backbone, torch.randn(2, in_channels, 64, 64)).shape == (2, 384)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"model_name": "no_such_clip"}, "unknown open_clip model 'no_such_clip'"),
+        ({"model_name": "ViT-S-32", "in_channels": 4}, "1 or 3 channels"),
+    ],
+)
+def test_open_clip_backbone_names_bad_settings(kwargs: dict, message: str):
+    with pytest.raises(ValueError, match=message):
+        build_backbone("open_clip", **kwargs)
+
+
+def test_native_preprocessing_is_read_from_the_registries_without_downloading():
+    from open_clip.constants import OPENAI_DATASET_MEAN
+
+    from semclust.models.backbones import native_preprocessing
+
+    clip = native_preprocessing(
+        {"name": "open_clip", "model_name": "ViT-B-32", "pretrained": "openai"}
+    )
+    assert clip["image_size"] == 224 and tuple(clip["mean"]) == OPENAI_DATASET_MEAN
+    vit = native_preprocessing(
+        {"name": "timm", "model_name": "vit_small_patch16_224", "pretrained": True}
+    )
+    assert vit == {"image_size": 224, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+    resnet = native_preprocessing(
+        {"name": "torchvision", "model_name": "resnet18", "weights": "DEFAULT"}
+    )
+    assert resnet["image_size"] == 224 and list(resnet["mean"]) == [0.485, 0.456, 0.406]
+    # Without pretrained weights there is nothing to match.
+    assert (
+        native_preprocessing({"name": "timm", "model_name": "resnet18", "pretrained": False})
+        is None
+    )
+    assert native_preprocessing({"name": "small_cnn"}) is None
+    with pytest.raises(ValueError, match="unknown weights 'NOPE'"):
+        native_preprocessing({"name": "torchvision", "model_name": "resnet18", "weights": "NOPE"})
+
+
+def test_saved_backbone_specs_never_download_when_rebuilt():
+    from semclust.stages.common import backbone_spec
+
+    timm_cfg = {"_target_": "x", "name": "timm", "model_name": "resnet18", "pretrained": True}
+    clip_cfg = {"name": "open_clip", "model_name": "ViT-B-32", "pretrained": "openai"}
+    tv_cfg = {"name": "torchvision", "model_name": "resnet18", "weights": "DEFAULT"}
+    assert backbone_spec(timm_cfg) == {"name": "timm", "model_name": "resnet18", "pretrained": None}
+    assert backbone_spec(clip_cfg)["pretrained"] is None
+    assert backbone_spec(tv_cfg)["weights"] is None

@@ -69,6 +69,24 @@ class DigitsDataset(ImageDataset):
         return self.images[index]
 
 
+class FeatureDataset(ImageDataset):
+    """Precomputed feature vectors standing in for images (a frozen backbone's cached output).
+
+    Stages that train only cluster heads read these instead of decoding and embedding images
+    again; ``load_image`` returns the ``(D,)`` feature vector.
+    """
+
+    def __init__(self, features: np.ndarray, targets: np.ndarray | None = None) -> None:
+        self.features = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def load_image(self, index: int) -> torch.Tensor:
+        return self.features[index]
+
+
 def _imported_when_built(module: str, name: str) -> Callable[..., ImageDataset]:
     """The loader ``module.name``, imported only when a dataset of its kind is built.
 

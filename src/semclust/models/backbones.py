@@ -105,7 +105,11 @@ def _replace_classifier(model: nn.Module, model_name: str) -> int:
 
 
 class TimmBackbone(nn.Module):
-    """Any timm model, created with ``num_classes=0`` so it returns pooled features."""
+    """Any timm model, created with ``num_classes=0`` so it returns pooled features.
+
+    ``pretrained=True`` downloads the weights (Hugging Face hub cache); with ``in_channels=1``
+    timm folds the pretrained RGB stem into one channel.
+    """
 
     def __init__(self, model_name: str, in_channels: int = 3, pretrained: bool = False) -> None:
         super().__init__()
@@ -122,6 +126,43 @@ class TimmBackbone(nn.Module):
         return self.model(images)
 
 
+class OpenClipBackbone(nn.Module):
+    """The image encoder of an open_clip model (CLIP, SigLIP, ...): its embedding is the feature.
+
+    ``pretrained`` names open_clip weights (``openai``, ``laion2b_s34b_b79k``, ...; see
+    ``open_clip.list_pretrained()``), downloaded on first use; ``None`` initialises randomly.
+    Grayscale input is repeated to the three channels CLIP expects. ``image_size`` overrides
+    the model's input size (position embeddings are resized), e.g. for small test images.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        pretrained: str | None = None,
+        in_channels: int = 3,
+        image_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        import open_clip
+
+        if model_name not in open_clip.list_models():
+            raise ValueError(
+                f"unknown open_clip model {model_name!r}; open_clip.list_models() lists them"
+            )
+        if in_channels not in (1, 3):
+            raise ValueError(f"CLIP encoders read 1 or 3 channels, got in_channels={in_channels}")
+        extra = {"force_image_size": image_size} if image_size else {}
+        model = open_clip.create_model(model_name, pretrained=pretrained, **extra)
+        self.visual = model.visual  # the text tower is not needed
+        self.in_channels = in_channels
+        self.feature_dim = int(self.visual.output_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.in_channels == 1:
+            images = images.expand(-1, 3, -1, -1)
+        return self.visual(images)
+
+
 def resnet18_cifar(in_channels: int = 3) -> TorchvisionBackbone:
     """ResNet-18 with SCAN's CIFAR stem (3x3 conv, stride 1, no max-pool), 512-d features."""
     return TorchvisionBackbone("resnet18", in_channels=in_channels, cifar_stem=True)
@@ -132,11 +173,55 @@ _BUILDERS = {
     "resnet18_cifar": resnet18_cifar,
     "torchvision": TorchvisionBackbone,
     "timm": TimmBackbone,
+    "open_clip": OpenClipBackbone,
 }
+
+# Keyword arguments that fetch pretrained weights when a backbone is built, with the value
+# that does not. Saved specs carry the latter: the weights travel in the safetensors file.
+DOWNLOAD_ARGUMENTS = {"pretrained": None, "weights": None}
+
+
+def native_preprocessing(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """Input size, mean and std the pretrained weights of a backbone spec expect.
+
+    Read from timm's or open_clip's registry without building the model or downloading
+    anything; ``None`` for backbones without pretrained weights.
+    """
+    name, model_name = spec.get("name"), spec.get("model_name")
+    if name == "torchvision" and spec.get("weights"):
+        weights = torchvision.models.get_model_weights(model_name)
+        tag = spec["weights"].split(".")[-1]
+        if tag not in weights.__members__:
+            raise ValueError(f"unknown weights {spec['weights']!r} for torchvision {model_name!r}")
+        transform = weights[tag].transforms()
+        return {"image_size": transform.crop_size[0], "mean": transform.mean, "std": transform.std}
+    if name == "timm" and spec.get("pretrained"):
+        import timm
+
+        config = timm.models.get_pretrained_cfg(model_name, allow_unregistered=True)
+        if config is None:
+            return None
+        return {"image_size": config.input_size[-1], "mean": config.mean, "std": config.std}
+    if name == "open_clip":
+        import open_clip
+        from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+        image_size = (
+            spec.get("image_size")
+            or open_clip.get_model_config(model_name)["vision_cfg"]["image_size"]
+        )
+        weights = open_clip.get_pretrained_cfg(model_name, spec.get("pretrained") or "") or {}
+        return {
+            "image_size": image_size if isinstance(image_size, int) else image_size[0],
+            "mean": weights.get("mean", OPENAI_DATASET_MEAN),
+            "std": weights.get("std", OPENAI_DATASET_STD),
+        }
+    return None
 
 
 def build_backbone(name: str, **kwargs: Any) -> nn.Module:
-    """Build a backbone by name: ``small_cnn``, ``resnet18_cifar``, ``torchvision``, ``timm``."""
+    """Build a backbone by name: ``small_cnn``, ``resnet18_cifar``, ``torchvision``, ``timm``,
+    ``open_clip``."""
     if name not in _BUILDERS:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(_BUILDERS)}")
     return _BUILDERS[name](**kwargs)

@@ -13,6 +13,7 @@ from torch import nn
 
 from semclust.data import ViewTransforms, build_transforms
 from semclust.models import build_backbone
+from semclust.models.backbones import DOWNLOAD_ARGUMENTS
 
 
 def to_plain(cfg: Any) -> Any:
@@ -23,8 +24,15 @@ def to_plain(cfg: Any) -> Any:
 
 
 def backbone_spec(backbone_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of :func:`build_backbone`, without Hydra's ``_target_``."""
-    return {k: v for k, v in to_plain(backbone_cfg).items() if not k.startswith("_")}
+    """The keyword arguments of :func:`build_backbone`, without Hydra's ``_target_``.
+
+    Arguments that download pretrained weights are switched off: the spec travels with
+    the trained weights, so rebuilding it must not fetch (or need) anything.
+    """
+    spec = {k: v for k, v in to_plain(backbone_cfg).items() if not k.startswith("_")}
+    return {
+        k: DOWNLOAD_ARGUMENTS.get(k, v) if k in DOWNLOAD_ARGUMENTS else v for k, v in spec.items()
+    }
 
 
 def backbone_from_spec(spec: Mapping[str, Any]) -> nn.Module:

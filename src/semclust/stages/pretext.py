@@ -1,4 +1,4 @@
-"""Stage 1, pretext: SimCLR contrastive learning of the backbone's features."""
+"""Stage 1, pretext: learn the backbone's features without labels (SimCLR or an autoencoder)."""
 
 from collections.abc import Callable
 from typing import Any
@@ -57,3 +57,45 @@ class SimCLRModule(FeatureExtractor):
 
     def configure_optimizers(self) -> Any:
         return self.optimizers_for(self.parameters())
+
+
+class AutoencoderModule(FeatureExtractor):
+    """Backbone (encoder) + :class:`ConvDecoder`, trained to reconstruct its input.
+
+    The latent code is the backbone's feature vector, so the trained backbone feeds mining
+    and SCAN unchanged. Validation collects the latent codes like any feature extractor.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        decoder: nn.Module,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__(backbone)
+        self.decoder = decoder
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.backbone(images))
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images = batch["image"]
+        loss = self.loss(self(images), images)
+        self.log(
+            "train/reconstruction_loss",
+            loss,
+            prog_bar=True,
+            on_step=False,
+            on_epoch=True,
+            batch_size=images.shape[0],
+        )
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        # The perceptual network is frozen; only encoder and decoder learn.
+        return self.optimizers_for([*self.backbone.parameters(), *self.decoder.parameters()])

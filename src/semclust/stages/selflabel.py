@@ -18,6 +18,7 @@ class SelfLabelModule(CollectsValidation):
 
     ``model`` must have a single head (SCAN's chosen one). With ``ema_decay`` an exponential
     moving average of the weights is kept, validated and exported instead of the raw weights.
+    With ``update_backbone=False`` only the head learns; the backbone stays in eval mode.
     """
 
     def __init__(
@@ -29,6 +30,7 @@ class SelfLabelModule(CollectsValidation):
         class_balancing: bool = True,
         ema_decay: float | None = None,
         metadata: dict[str, Any] | None = None,
+        update_backbone: bool = True,
     ) -> None:
         super().__init__()
         # Plain values saved in every checkpoint so evaluate.py can rebuild the model.
@@ -40,6 +42,9 @@ class SelfLabelModule(CollectsValidation):
         self.class_balancing = class_balancing
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.update_backbone = update_backbone
+        if not update_backbone:
+            self.model.backbone.requires_grad_(False)
         self.ema = None
         if ema_decay:
             self.ema = AveragedModel(
@@ -66,6 +71,10 @@ class SelfLabelModule(CollectsValidation):
             batch_size=batch["weak"].shape[0],
         )
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        if not self.update_backbone:
+            self.model.backbone.eval()  # keep the frozen batch-norm statistics
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is not None:
@@ -100,4 +109,5 @@ class SelfLabelModule(CollectsValidation):
         checkpoint["semclust"] = {**self.metadata, "best_head": 0, "ema": self.ema is not None}
 
     def configure_optimizers(self) -> Any:
-        return self.optimizers_for(self.model.parameters())
+        model = self.model if self.update_backbone else self.model.cluster_heads
+        return self.optimizers_for(model.parameters())
