@@ -3,10 +3,17 @@
 Runs the stages pretext -> mine -> scan -> selflabel; see README.md for the overrides.
 """
 
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
 from semclust.pipeline import train
+from semclust.shorthand import register_timm_backbone_shorthand
+
+# `backbone=vit_small_patch16_224` means backbone=timm backbone.model_name=vit_small_patch16_224
+register_timm_backbone_shorthand(sys.argv[1:], Path(__file__).parent / "configs")
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")

@@ -122,5 +122,5 @@ def test_autoencoder_training_lowers_the_reconstruction_loss(loss):
         value = module.loss(module(images), images)
         value.backward()
         optimizer.step()
-        losses.append(float(value))
+        losses.append(value.item())
     assert losses[-1] < 0.5 * losses[0]

@@ -45,3 +45,37 @@ def test_data_config_names_a_known_loader(compose_config, dataset):
         overrides += ["data.path=/some/folder", "data.num_clusters=3"]
     cfg = compose_config("train", overrides)
     assert cfg.data.kind in _DATASETS
+
+
+def test_backbone_shorthand_names_a_timm_model(compose_config):
+    from semclust.shorthand import register_timm_backbone_shorthand
+
+    assert register_timm_backbone_shorthand(["backbone=small_cnn"], CONFIGS) is None
+    assert register_timm_backbone_shorthand(["backbone=no_such_net"], CONFIGS) is None
+    assert register_timm_backbone_shorthand(["pretext=pretrained"], CONFIGS) is None
+    arguments = ["pretext=pretrained", "backbone=resnet10t"]
+    assert register_timm_backbone_shorthand(arguments, CONFIGS) == "resnet10t"
+    cfg = compose_config("train", arguments)
+    assert cfg.backbone.name == "timm" and cfg.backbone.model_name == "resnet10t"
+    assert cfg.backbone.in_channels == 1  # digits are grayscale
+    assert cfg.scan.update_backbone is False  # a pretrained network stays frozen
+
+
+@pytest.mark.parametrize(
+    ("pretext", "backbone", "fine_tune"),
+    [
+        ("simclr", "small_cnn", True),
+        ("autoencoder", "small_cnn", True),
+        ("pretrained", "clip", False),
+    ],
+)
+def test_every_pretext_composes_and_sets_whether_scan_fine_tunes(
+    compose_config, pretext, backbone, fine_tune
+):
+    from omegaconf import OmegaConf
+
+    cfg = compose_config("train", [f"pretext={pretext}", f"backbone={backbone}"])
+    OmegaConf.resolve(cfg)  # every interpolation resolves
+    assert cfg.pretext.name == pretext
+    assert cfg.scan.update_backbone is fine_tune
+    assert cfg.selflabel.update_backbone is fine_tune
