@@ -8,10 +8,12 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from semclust.artifacts import save_weights
 from semclust.export import (
     EXPORT_FORMAT,
     ModelFileError,
     load_export,
+    load_trained_model,
     read_cluster_names,
     save_export,
 )
@@ -93,3 +95,18 @@ def test_cluster_names_from_text_or_json(tmp_path):
     (tmp_path / "bad.json").write_text('{"a": 1}')
     with pytest.raises(ValueError, match="JSON list"):
         read_cluster_names(tmp_path / "bad.json")
+
+
+def test_a_stage_folder_whose_kept_head_was_not_the_first_loads(tiny_model, tmp_path):
+    # SCAN keeps its best head (here SCAN's head 1) and saves that one head alone.
+    model, spec = tiny_model(num_heads=2)
+    model.cluster_heads.keep(1)
+    stage_dir = tmp_path / "scan"
+    stage_dir.mkdir()
+    spec = {**spec, "num_heads": 1, "stage": "scan", "head_index": 1}
+    save_weights(model, stage_dir / "model.safetensors", spec, stage_dir / "model.json")
+    loaded, loaded_spec = load_trained_model(stage_dir)
+    assert loaded_spec["head_index"] == 1 and len(loaded.cluster_heads.heads) == 1
+    images = torch.randn(2, 1, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(images), model(images))
