@@ -74,16 +74,17 @@ def test_evaluate_rejects_bad_checkpoints(compose_config, tmp_path, content, mes
         evaluate(cfg)
 
 
-def test_interrupted_stage_resumes_from_last_checkpoint(tiny_config, tmp_path):
+@pytest.mark.parametrize("pretext", ["simclr", "autoencoder"])
+def test_interrupted_stage_resumes_from_last_checkpoint(tiny_config, tmp_path, pretext):
     run_dir = tmp_path / "run"
-    train(tiny_config("stages=[pretext]", "pretext.epochs=1"))
+    train(tiny_config(f"pretext={pretext}", "stages=[pretext]", "pretext.epochs=1"))
     saved = torch.load(run_dir / "pretext/checkpoints/last.ckpt", weights_only=True)
     # Pretend the process died mid-stage: the manifest still says "running".
     run = RunDirectory(run_dir)
     run.record_stage("pretext", "running", {})
 
     # Another seed would train different weights; resuming a finished epoch trains none.
-    train(tiny_config("stages=[pretext]", "pretext.epochs=1", "seed=7"))
+    train(tiny_config(f"pretext={pretext}", "stages=[pretext]", "pretext.epochs=1", "seed=7"))
 
     backbone = load_file(str(run_dir / "pretext/backbone.safetensors"))
     for key, value in backbone.items():
@@ -98,3 +99,21 @@ def test_finished_stage_asked_for_again_starts_afresh(tiny_config, tmp_path):
     train(tiny_config("stages=[pretext]", "pretext.epochs=1", "seed=7"))
     second = load_file(str(run_dir / "pretext/backbone.safetensors"))
     assert any(not torch.equal(first[key], second[key]) for key in first)
+
+
+def test_interrupted_scan_on_cached_features_resumes(tiny_config, tmp_path):
+    run_dir = tmp_path / "run"
+    frozen = ["scan.update_backbone=false", "scan.epochs=1"]
+    train(tiny_config("stages=[pretext,mine,scan]", *frozen))
+    saved = torch.load(run_dir / "scan/checkpoints/last.ckpt", weights_only=True)
+    RunDirectory(run_dir).record_stage("scan", "running", {})
+
+    train(tiny_config("stages=[scan]", *frozen, "seed=7"))
+
+    heads = load_file(str(run_dir / "scan/model.safetensors"))
+    best = int(saved["semclust"]["best_head"])
+    for name in ("weight", "bias"):
+        torch.testing.assert_close(
+            heads[f"cluster_heads.heads.0.{name}"],
+            saved["state_dict"][f"model.cluster_heads.heads.{best}.{name}"],
+        )
