@@ -170,30 +170,27 @@ def write_run_report(
     with ACC/NMI/ARI and the confusion matrix where the data has labels."""
     from torchvision.transforms.v2.functional import to_pil_image
 
-    from semclust.export import head_logits, load_trained_model
+    from semclust.export import load_trained_model
     from semclust.predict import grad_cam_for
     from semclust.report import ReportData, write_report
 
     run_dir = Path(run_dir)
     model, spec = load_trained_model(run_dir)
     stage = spec.get("stage", "scan")
-    data_cfg = read_json(run_dir / "manifest.json")["stages"][stage]["config"]["data"]
+    entry = read_json(run_dir / "manifest.json")["stages"][stage]
+    data_cfg = entry["config"]["data"]
     dataset = build_dataset(data_cfg, split)
     transform = view_transforms(data_cfg).eval
-    loader = make_loader(
-        MultiViewDataset(dataset, {"image": transform}),
-        data_cfg["eval_batch_size"],
-        shuffle=False,
-        num_workers=0,
-    )
-    features, probabilities, targets = [], [], []
     model.eval()
-    with torch.inference_mode():
-        for batch in loader:
-            batch_features, logits = head_logits(model, batch["image"])
-            features.append(batch_features.numpy())
-            probabilities.append(torch.softmax(logits, dim=1).numpy())
-            targets.append(batch["target"].numpy())
+    cached = [run_dir / "mine" / f"val_{name}.npy" for name in ("features", "targets")]
+    if split == "val" and entry["metrics"].get("cached_features") and cached[0].is_file():
+        # A frozen backbone's features of these images are on disk: only the head runs.
+        features, targets = [np.load(cached[0])], [np.load(cached[1])]
+        with torch.inference_mode():
+            logits = model.cluster_heads(torch.from_numpy(features[0]).float())[0]
+        probabilities = [torch.softmax(logits, dim=1).numpy()]
+    else:
+        features, probabilities, targets = _embed_and_classify(model, dataset, transform, data_cfg)
 
     def load_image(row: int) -> Any:
         image = dataset.load_image(row)
@@ -214,3 +211,25 @@ def write_run_report(
     explainer, reason = grad_cam_for(model, transform)
     out_path = Path(out_path) if out_path else run_dir / "report.html"
     return write_report(out_path, data, load_image, explainer, no_heatmaps_reason=reason)
+
+
+def _embed_and_classify(
+    model: torch.nn.Module, dataset: Any, transform: Any, data_cfg: dict
+) -> tuple[list, list, list]:
+    """Features, cluster probabilities and targets of every image, batch by batch."""
+    from semclust.export import head_logits
+
+    loader = make_loader(
+        MultiViewDataset(dataset, {"image": transform}),
+        data_cfg["eval_batch_size"],
+        shuffle=False,
+        num_workers=0,
+    )
+    features, probabilities, targets = [], [], []
+    with torch.inference_mode():
+        for batch in loader:
+            batch_features, logits = head_logits(model, batch["image"])
+            features.append(batch_features.numpy())
+            probabilities.append(torch.softmax(logits, dim=1).numpy())
+            targets.append(batch["target"].numpy())
+    return features, probabilities, targets

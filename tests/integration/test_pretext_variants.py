@@ -113,6 +113,23 @@ def test_frozen_timm_network_runs_on_cached_features(pretrained_config, tmp_path
         torch.testing.assert_close(checkpoint_model.backbone.state_dict()[key], value)
 
 
+def test_run_report_reads_the_cached_features(pretrained_config, tmp_path, monkeypatch):
+    from semclust import evaluation
+
+    train(
+        pretrained_config(
+            "backbone=timm", "backbone.model_name=resnet10t", "stages=[pretext,mine,scan]"
+        )
+    )
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("the report embedded the images again")
+
+    monkeypatch.setattr(evaluation, "_embed_and_classify", no_second_pass)
+    report = evaluation.write_run_report(tmp_path / "run")
+    assert "cluster" in report.read_text().lower()
+
+
 def test_cached_features_are_reused_when_mining_again(pretrained_config, tmp_path, no_network):
     base = ["backbone=timm", "backbone.model_name=resnet18"]
     train(pretrained_config(*base, "stages=[pretext,mine]"))
