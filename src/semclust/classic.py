@@ -36,7 +36,7 @@ SELECTION_CRITERIA = ("silhouette", "calinski_harabasz", "davies_bouldin", "mean
 #: The parameters each method accepts; anything else is a typo and raises.
 METHOD_PARAMS = {
     "kmeans": ("n_init",),
-    "agglomerative": ("linkage",),
+    "agglomerative": ("linkage", "max_samples"),
     "gmm": ("covariance_type", "n_init", "max_iter", "reg_covar"),
     "dbscan": ("eps", "min_samples", "eps_quantile"),
     "hdbscan": ("min_cluster_size", "min_samples"),
@@ -177,7 +177,8 @@ def cluster_labels(
     """Cluster labels of each row by method ``name`` (see :data:`METHODS`).
 
     - ``kmeans``: k-means++ initialisation, ``n_init`` (10) restarts.
-    - ``agglomerative``: ``linkage`` ("ward", "complete", "average" or "single").
+    - ``agglomerative``: ``linkage`` ("ward", "complete", "average" or "single"); refuses more
+      than ``max_samples`` (20,000) rows, whose N² distances would not fit in memory.
     - ``gmm``: Gaussian mixture, ``covariance_type`` ("full"), ``n_init`` (1), ``max_iter``
       (100), ``reg_covar`` (1e-6); each row goes to its most probable component.
     - ``dbscan``: ``eps`` ("auto") and ``min_samples`` (10). With ``eps="auto"`` a fraction
@@ -231,6 +232,14 @@ def _fit_labels(
         used = {"n_init": params.get("n_init", 10)}
         model = KMeans(num_clusters, init="k-means++", random_state=seed, **used)
     elif name == "agglomerative":
+        limit = int(params.get("max_samples", 20_000))
+        if num_samples > limit:
+            # Without a connectivity graph the merge tree needs all N² pairwise distances.
+            raise ValueError(
+                f"agglomerative clustering of {num_samples} samples needs about "
+                f"{num_samples**2 * 4 / 2**30:.0f} GiB for its pairwise distances; "
+                f"skipped above max_samples={limit}"
+            )
         used = {"linkage": params.get("linkage", "ward")}
         model = AgglomerativeClustering(num_clusters, **used)
     elif name == "gmm":

@@ -343,3 +343,18 @@ def test_hog_features_take_uint8_and_options():
         hog_features(images, pixels_per_cell=(32, 32))
     with pytest.raises(ValueError, match="N, C, H, W"):
         hog_features(images[0])
+
+
+def test_agglomerative_refuses_more_rows_than_memory_allows(blobs):
+    features, _ = blobs
+    with pytest.raises(ValueError, match="pairwise distances; skipped above max_samples=100"):
+        cluster_labels("agglomerative", features, 4, seed=0, max_samples=100)
+    comparison = compare_methods(
+        features,
+        4,
+        methods=[{"name": "kmeans"}, {"name": "agglomerative", "max_samples": 100}],
+        reductions=[{"name": "none"}],
+        seed=0,
+    )
+    refused = next(row for row in comparison.rows if row["method"] == "agglomerative")
+    assert "max_samples=100" in refused["note"] and not refused["selected"]
