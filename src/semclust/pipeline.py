@@ -448,8 +448,11 @@ def choose_num_clusters(
     )
     chosen, reason = pick_k(table, settings.criterion)
     out_dir = run.stage_dir("choose_k")
-    files = {"table": write_k_table(table, out_dir / "k_sweep.csv")}
-    files.update(plot_k_sweep(table, chosen, out_dir))
+    files = {name: out_dir / f"{name}.png" for name in ("elbow", "silhouette")}
+    files["table"] = out_dir / "k_sweep.csv"
+    if run.is_writer():  # every process picks the same K from the same gathered features
+        write_k_table(table, files["table"])
+        plot_k_sweep(table, chosen, out_dir)
     choice = {
         "value": int(chosen),
         "criterion": settings.criterion,
