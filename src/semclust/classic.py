@@ -42,6 +42,19 @@ METHOD_PARAMS = {
     "hdbscan": ("min_cluster_size", "min_samples"),
 }
 DEFAULT_COMPONENTS = {"pca": 50, "umap": 10}
+#: The comparison ``semclust cluster`` runs (configs/classic/default.yaml spells out the same).
+DEFAULT_REDUCTIONS = (
+    {"name": "none"},
+    {"name": "pca", "n_components": 50},
+    {"name": "umap", "n_components": 10, "n_neighbors": 15, "min_dist": 0.0},
+)
+DEFAULT_METHODS = (
+    {"name": "kmeans"},
+    {"name": "agglomerative", "linkage": "ward", "max_samples": 20_000},
+    {"name": "gmm", "covariance_type": "diag", "n_init": 1},
+    {"name": "dbscan", "eps": "auto", "min_samples": 10, "eps_quantile": 0.5},
+    {"name": "hdbscan", "min_cluster_size": "auto", "min_samples": 5},
+)
 # DBSCAN's auto eps looks at the k-distance of at most this many seeded query points: the
 # quantile of a few thousand distances is as good as that of all of them, and it keeps the
 # neighbour search at O(sample * N) instead of O(N²).
@@ -595,3 +608,81 @@ def format_comparison(comparison: Comparison) -> str:
         for cells in table
     ]
     return "\n".join([*lines, f"Selected by {comparison.select_by}: {comparison.reason}"])
+
+
+def cluster_feature_file(
+    features_path: str | Path,
+    out_dir: str | Path,
+    num_clusters: int | str = "auto",
+    methods: Sequence[str] | None = None,
+    reductions: Sequence[str] | None = None,
+    select_by: str = "mean_rank",
+    targets: str | Path | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> tuple[Comparison, dict[str, Path]]:
+    """``semclust cluster``: the default comparison on a saved feature matrix.
+
+    ``features_path`` is an ``(N, D)`` ``.npy`` file or a run directory (its mine stage's
+    validation features and targets). ``num_clusters="auto"`` sweeps K first (see
+    :mod:`semclust.choose_k`). Next to ``embeddings.npy`` of ``semclust predict``, the pick's
+    clusters are also written per image path (``assignments.csv``).
+    """
+    from semclust.choose_k import pick_k, plot_k_sweep, sweep_k, write_k_table
+
+    source = Path(features_path)
+    labels_path = Path(targets) if targets else None
+    if source.is_dir():
+        source, labels_path = (
+            source / "mine/val_features.npy",
+            labels_path or (source / "mine/val_targets.npy"),
+        )
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} does not exist (give an .npy file or a run directory)")
+    features = check_features(np.load(source, mmap_mode="r"))
+    labels = np.load(labels_path) if labels_path and labels_path.is_file() else None
+    if labels is not None and len(labels) != len(features):
+        raise ValueError(f"{labels_path} holds {len(labels)} targets for {len(features)} rows")
+    chosen = [dict(m) for m in DEFAULT_METHODS if methods is None or m["name"] in methods]
+    unknown = set(methods or ()) - set(METHODS)
+    if unknown or not chosen:
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
+    spaces = [dict(r) for r in DEFAULT_REDUCTIONS if reductions is None or r["name"] in reductions]
+    unknown = set(reductions or ()) - set(REDUCTIONS)
+    if unknown or not spaces:
+        raise ValueError(
+            f"unknown reductions {sorted(unknown)}; choose from {', '.join(REDUCTIONS)}"
+        )
+    if str(num_clusters) != "auto":
+        try:
+            num_clusters = int(num_clusters)
+        except ValueError:
+            raise ValueError(f"-k must be a number or auto, got {num_clusters!r}") from None
+    out_dir = Path(out_dir)
+    if (out_dir / "comparison.json").exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} holds an earlier comparison; pass --overwrite")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs: dict[str, Path] = {}
+    if str(num_clusters) == "auto":
+        table = sweep_k(features, list(range(2, min(20, len(features) - 1) + 1)), seed)
+        num_clusters, reason = pick_k(table)
+        outputs["k_sweep"] = write_k_table(table, out_dir / "k_sweep.csv")
+        outputs.update(plot_k_sweep(table, num_clusters, out_dir))
+        print(f"K={num_clusters}: {reason}")
+    labeled = labels is not None and (labels >= 0).all()
+    comparison = compare_methods(
+        features, num_clusters, chosen, spaces, seed, labels if labeled else None, select_by
+    )
+    outputs.update(write_comparison(comparison, out_dir))
+    predictions_csv = source.parent / "predictions.csv"
+    if predictions_csv.is_file():
+        with predictions_csv.open(newline="") as file:
+            paths = [row["path"] for row in csv.DictReader(file)]
+        if len(paths) == len(features):
+            outputs["assignments"] = out_dir / "assignments.csv"
+            with outputs["assignments"].open("w", newline="") as file:
+                writer = csv.writer(file)
+                writer.writerow(["path", "cluster"])
+                writer.writerows(zip(paths, comparison.predictions.tolist(), strict=True))
+    print(format_comparison(comparison))
+    return comparison, outputs

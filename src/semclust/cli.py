@@ -1,4 +1,4 @@
-"""The ``semclust`` console script: export, predict, neighbors, report.
+"""The ``semclust`` console script: export, predict, neighbors, report, cluster.
 
 Training and evaluation are Hydra apps (``train.py``, ``evaluate.py``); these commands work on
 an exported model and plain folders, and need no config.
@@ -75,6 +75,23 @@ def _report(args: argparse.Namespace) -> None:
     print(f"wrote {write_run_report(args.run_dir, args.out, args.split)}")
 
 
+def _cluster(args: argparse.Namespace) -> None:
+    from semclust.classic import cluster_feature_file
+
+    comparison, outputs = cluster_feature_file(
+        args.features,
+        args.out,
+        num_clusters=args.k,
+        methods=args.methods,
+        reductions=args.reductions,
+        select_by=args.select_by,
+        targets=args.targets,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    print(f"{comparison.reason}\nwrote {', '.join(str(path) for path in outputs.values())}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="semclust", description="Apply semclust cluster models to folders of images."
@@ -138,6 +155,31 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="the .html file (default <run_dir>/report.html)")
     report.add_argument("--split", default="val", choices=("train", "val"))
     report.set_defaults(run=_report)
+
+    cluster = commands.add_parser(
+        "cluster",
+        help="classic clustering methods on a feature matrix, the best chosen without labels",
+    )
+    cluster.add_argument(
+        "features",
+        help="an (N, D) .npy file (e.g. embeddings.npy of `semclust predict`) or a run "
+        "directory (its mine stage's validation features)",
+    )
+    cluster.add_argument("--out", required=True, help="output folder")
+    cluster.add_argument("-k", default="auto", help="number of clusters, or auto (default)")
+    cluster.add_argument(
+        "--methods", nargs="+", help="subset of kmeans agglomerative gmm dbscan hdbscan"
+    )
+    cluster.add_argument("--reductions", nargs="+", help="subset of none pca umap")
+    cluster.add_argument(
+        "--select-by",
+        default="mean_rank",
+        choices=("mean_rank", "silhouette", "calinski_harabasz", "davies_bouldin"),
+    )
+    cluster.add_argument("--targets", help="optional .npy of true classes, for scoring only")
+    cluster.add_argument("--seed", type=int, default=0)
+    cluster.add_argument("--overwrite", action="store_true", help="replace earlier outputs")
+    cluster.set_defaults(run=_cluster)
     return parser
 
 

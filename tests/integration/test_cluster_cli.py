@@ -1,0 +1,79 @@
+"""`semclust cluster`: classic methods on a saved feature matrix, K chosen or given."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+
+from semclust.cli import main
+
+
+@pytest.fixture
+def prediction_folder(tmp_path):
+    """What `semclust predict` leaves: embeddings.npy aligned with predictions.csv."""
+    features, targets = make_blobs(n_samples=120, centers=4, n_features=8, random_state=0)
+    folder = tmp_path / "prediction"
+    folder.mkdir()
+    np.save(folder / "embeddings.npy", features.astype(np.float32))
+    with open(folder / "predictions.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["path", "cluster", "confidence"])
+        writer.writerows([f"images/{i}.png", 0, 1.0] for i in range(len(features)))
+    return folder, targets
+
+
+def test_cluster_chooses_k_and_writes_assignments_per_image(prediction_folder, tmp_path, capsys):
+    folder, targets = prediction_folder
+    out = tmp_path / "clusters"
+    arguments = ["cluster", str(folder / "embeddings.npy"), "--out", str(out)]
+    assert main([*arguments, "--methods", "kmeans", "agglomerative", "--reductions", "none"]) == 0
+    assert "K=4" in capsys.readouterr().out
+    summary = json.loads((out / "comparison.json").read_text())
+    assert {row["method"] for row in summary["rows"]} == {"kmeans", "agglomerative"}
+    with open(out / "assignments.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["path"] for row in rows] == [f"images/{i}.png" for i in range(len(targets))]
+    clusters = np.array([int(row["cluster"]) for row in rows])
+    # Four well-separated blobs: every blob is one cluster.
+    assert all(len(set(clusters[targets == blob])) == 1 for blob in range(4))
+    assert (out / "elbow.png").is_file() and (out / "k_sweep.csv").is_file()
+    # A second run into the same folder must be asked for.
+    assert main([*arguments, "-k", "4"]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+
+
+def test_cluster_reads_a_run_directory_and_scores_with_its_labels(tmp_path):
+    features, targets = make_blobs(n_samples=90, centers=3, n_features=6, random_state=1)
+    (tmp_path / "run/mine").mkdir(parents=True)
+    np.save(tmp_path / "run/mine/val_features.npy", features)
+    np.save(tmp_path / "run/mine/val_targets.npy", targets)
+    out = tmp_path / "out"
+    code = main(
+        ["cluster", str(tmp_path / "run"), "--out", str(out), "-k", "3"]
+        + ["--methods", "kmeans", "--reductions", "none", "pca"]
+    )
+    assert code == 0
+    best = json.loads((out / "comparison.json").read_text())["best"]
+    assert best["acc"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["-k", "many"], "-k must be a number or auto"),
+        (["--methods", "kmeans", "spectral"], "unknown methods ['spectral']"),
+        (["--reductions", "tsne"], "unknown reductions ['tsne']"),
+    ],
+)
+def test_cluster_names_bad_arguments(prediction_folder, tmp_path, capsys, extra, message):
+    folder, _ = prediction_folder
+    arguments = ["cluster", str(folder / "embeddings.npy"), "--out", str(tmp_path / "o"), *extra]
+    assert main(arguments) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cluster_names_a_missing_feature_file(tmp_path, capsys):
+    assert main(["cluster", str(tmp_path / "nope.npy"), "--out", str(tmp_path / "o")]) == 2
+    assert "nope.npy does not exist" in capsys.readouterr().err
