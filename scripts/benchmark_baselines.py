@@ -9,6 +9,7 @@ Per seed, each in its own run directory under --output-dir/<experiment>/:
   autoencoder/ pretext=autoencoder, mine, and the classic comparison on its codes;
   simclr/      the default pipeline (SimCLR, mine, SCAN, self-labeling) and the classic
                comparison on its features. --simclr-runs reuses finished runs (same seeds).
+Finished pixel and autoencoder runs are reused, so an interrupted benchmark can be rerun.
 Rows: k-means on pixels, autoencoder + k-means, SimCLR + k-means, SCAN, SCAN + self-label,
 and the classic pick (chosen label-free) on each kind of features. Labels only score.
 Writes <output-dir>/<experiment>/baselines.json and prints a Markdown table.
@@ -68,21 +69,24 @@ def benchmark_seed(args: argparse.Namespace, seed: int, simclr_dir: Path) -> dic
     walls: dict[str, float] = {}
 
     pixels = root / "pixels" / f"seed{seed}"
-    _, walls["pixels"] = run(
-        [*base, f"paths.run_dir={pixels}", "stages=[classic]", "classic.features=pixels"]
-    )
+    if not completed(pixels, "classic"):
+        _, walls["pixels"] = run(
+            [*base, f"paths.run_dir={pixels}", "stages=[classic]", "classic.features=pixels"]
+        )
     rows.update(classic_rows(pixels, "pixels"))
 
     autoencoder = root / "autoencoder" / f"seed{seed}"
-    summary, walls["autoencoder"] = run(
-        [
-            *base,
-            f"paths.run_dir={autoencoder}",
-            "pretext=autoencoder",
-            "stages=[pretext,mine,classic]",
-        ]
-    )
-    rows["autoencoder + k-means"] = summary["stages"]["kmeans"]
+    if not completed(autoencoder, "classic"):
+        _, walls["autoencoder"] = run(
+            [
+                *base,
+                f"paths.run_dir={autoencoder}",
+                "pretext=autoencoder",
+                "stages=[pretext,mine,classic]",
+            ]
+        )
+    mine = json.loads((autoencoder / "manifest.json").read_text())["stages"]["mine"]
+    rows["autoencoder + k-means"] = mine["metrics"]["kmeans"]
     rows.update(
         {
             key.replace("pretext", "autoencoder codes"): value
