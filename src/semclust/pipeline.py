@@ -355,8 +355,9 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
         else:
             dataset = _dataset(cfg, run, split_key)
             new_keys[split_key] = _features_key(run, cfg, split_key, len(dataset))
-            cached = _cached_features(stage_dir, split_key, old_keys.get(split_key))
-            if cached is not None and old_keys.get(split_key) == new_keys[split_key]:
+            unchanged = old_keys.get(split_key) == new_keys[split_key]
+            cached = _cached_features(stage_dir, split_key) if unchanged else None
+            if cached is not None:
                 embedded[split_key] = cached
                 metrics["reused_cached_features"].append(split_key)
                 log.info("mine: reusing the cached %s features", split_key)
@@ -408,11 +409,9 @@ def _features_key(run: RunDirectory, cfg: DictConfig, split_key: str, size: int)
     return digest.hexdigest()
 
 
-def _cached_features(
-    stage_dir: Path, split_key: str, key: str | None
-) -> tuple[np.ndarray, np.ndarray] | None:
+def _cached_features(stage_dir: Path, split_key: str) -> tuple[np.ndarray, np.ndarray] | None:
     paths = [stage_dir / f"{split_key}_{name}.npy" for name in ("features", "targets")]
-    if key is None or not all(path.is_file() for path in paths):
+    if not all(path.is_file() for path in paths):
         return None
     return np.load(paths[0]), np.load(paths[1])
 
