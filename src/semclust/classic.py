@@ -32,6 +32,7 @@ from semclust.metrics import clustering_scores, label_free_scores
 METHODS = ("kmeans", "agglomerative", "dbscan", "gmm", "hdbscan")
 REDUCTIONS = ("none", "pca", "umap")
 SELECTION_CRITERIA = ("silhouette", "calinski_harabasz", "davies_bouldin", "mean_rank")
+SCORE_SPACES = ("input", "reduced")
 
 #: The parameters each method accepts; anything else is a typo and raises.
 METHOD_PARAMS = {
@@ -348,6 +349,7 @@ def compare_methods(
     targets: Any | None = None,
     select_by: str = "mean_rank",
     score_sample_size: int = 5000,
+    score_space: str = "input",
 ) -> Comparison:
     """Every (reduction, method) candidate on the L2-normalised features, scored and ranked.
 
@@ -356,8 +358,11 @@ def compare_methods(
     :func:`reduce_features`). Density methods' noise points join the nearest centroid in the
     space they were clustered in, so each candidate is a full partition.
 
-    All candidates are scored in one space, the L2-normalised input features: scoring each
-    in its own reduced space would favour UMAP, whose embedding exaggerates the gaps. The
+    With ``score_space="input"`` all candidates are scored in one space, the L2-normalised
+    input features, which favours methods that cut that space into convex pieces (k-means);
+    ``"reduced"`` scores each in the space it clustered, which favours UMAP, whose embedding
+    widens the gaps between manifolds (right when the classes are curved manifolds, as
+    MNIST's are; see docs/BENCHMARKS.md). The
     pick is the best by ``select_by``: silhouette (cosine, on a seeded sample of
     ``score_sample_size`` points), Calinski-Harabasz, Davies-Bouldin, or ``mean_rank``, the
     mean of the three ranks (ties to the higher silhouette). Candidates with fewer than two
@@ -368,6 +373,7 @@ def compare_methods(
     num_samples = len(features)
     num_clusters = _check_num_clusters(num_clusters, num_samples)
     _check_choice(select_by, SELECTION_CRITERIA, "select_by")
+    _check_choice(score_space, SCORE_SPACES, "score_space")
     method_specs = [_spec(method, METHODS, "clustering method") for method in methods]
     for name, params in method_specs:
         _check_params(name, params)
@@ -431,7 +437,10 @@ def compare_methods(
                 row["wall_time_s"] = round(reduction_time + perf_counter() - start, 3)
             if predictions is not None:
                 scores = label_free_scores(
-                    normalized, predictions, silhouette_sample_size=score_sample_size, seed=seed
+                    normalized if score_space == "input" else space,
+                    predictions,
+                    silhouette_sample_size=score_sample_size,
+                    seed=seed,
                 )
                 row.update({key: scores.get(key) for key in _SCORE_KEYS})
                 if not scores:
@@ -450,7 +459,7 @@ def compare_methods(
     best_index = order[0]
     rows[best_index]["selected"] = True
     invalid = sorted(set(range(len(rows))) - set(order))
-    reason = _reason(rows, order, select_by, len(invalid))
+    reason = _reason(rows, order, select_by, len(invalid), score_space)
     rows = [_in_column_order(row) for row in rows]
     return Comparison(
         rows=[rows[index] for index in [*order, *invalid]],
@@ -497,7 +506,9 @@ def _rank(rows: list[dict[str, Any]], select_by: str) -> list[int]:
     return [valid[position] for position in np.lexsort((silhouette, primary))]
 
 
-def _reason(rows: list[dict[str, Any]], order: list[int], select_by: str, invalid: int) -> str:
+def _reason(
+    rows: list[dict[str, Any]], order: list[int], select_by: str, invalid: int, score_space: str
+) -> str:
     best = rows[order[0]]
     scores = (
         f"silhouette {best['silhouette']:.3f}, Calinski-Harabasz "
@@ -510,9 +521,10 @@ def _reason(rows: list[dict[str, Any]], order: list[int], select_by: str, invali
         adjective = "highest" if _HIGHER_IS_BETTER[select_by] else "lowest"
         claim = f"the {adjective} {_SCORE_NAMES[select_by]}"
         key = select_by
-    sentence = (
-        f"{_label(best)} has {claim} among {len(order)} valid candidates ({scores}, on the "
-        "L2-normalised input features)"
+    sentence = f"{_label(best)} has {claim} among {len(order)} valid candidates ({scores}, " + (
+        "on the L2-normalised input features)"
+        if score_space == "input"
+        else "each in the space it clustered)"
     )
     if len(order) > 1:
         runner_up = rows[order[1]]

@@ -717,6 +717,7 @@ def run_classic(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
         targets=targets if labeled else None,
         select_by=cfg.classic.select_by,
         score_sample_size=cfg.classic.score_sample_size,
+        score_space=cfg.classic.score_space,
     )
     outputs = write_comparison(comparison, stage_dir) if run.is_writer() else {}
     print(format_comparison(comparison))
@@ -727,6 +728,7 @@ def run_classic(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
             "reduction": best["reduction"],
             "params": best.get("params"),
             "select_by": comparison.select_by,
+            "score_space": cfg.classic.score_space,
             "reason": comparison.reason,
             "candidates": len(comparison.rows),
             **{key: best[key] for key in (*HEADLINE, *LABEL_FREE) if best.get(key) is not None},

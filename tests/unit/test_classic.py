@@ -358,3 +358,24 @@ def test_agglomerative_refuses_more_rows_than_memory_allows(blobs):
     )
     refused = next(row for row in comparison.rows if row["method"] == "agglomerative")
     assert "max_samples=100" in refused["note"] and not refused["selected"]
+
+
+def test_reduced_score_space_scores_each_candidate_where_it_clustered(blobs):
+    features, _ = blobs
+    comparison = compare_methods(
+        features,
+        4,
+        methods=[{"name": "kmeans"}],
+        reductions=[{"name": "pca", "n_components": 3}],
+        seed=SEED,
+        score_sample_size=120,
+        score_space="reduced",
+    )
+    embedding = reduce_features(l2_normalize(features), "pca", SEED, n_components=3)
+    own_space = silhouette_score(
+        embedding, comparison.predictions, metric="cosine", sample_size=120, random_state=SEED
+    )
+    assert comparison.best["silhouette"] == pytest.approx(own_space)
+    assert "each in the space it clustered" in comparison.reason
+    with pytest.raises(ValueError, match="unknown score_space 'umap'"):
+        compare_methods(features, 4, ["kmeans"], ["none"], SEED, score_space="umap")
