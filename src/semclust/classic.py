@@ -349,7 +349,7 @@ def compare_methods(
     targets: Any | None = None,
     select_by: str = "mean_rank",
     score_sample_size: int = 5000,
-    score_space: str = "input",
+    score_space: str = "reduced",
 ) -> Comparison:
     """Every (reduction, method) candidate on the L2-normalised features, scored and ranked.
 
@@ -358,11 +358,11 @@ def compare_methods(
     :func:`reduce_features`). Density methods' noise points join the nearest centroid in the
     space they were clustered in, so each candidate is a full partition.
 
-    With ``score_space="input"`` all candidates are scored in one space, the L2-normalised
-    input features, which favours methods that cut that space into convex pieces (k-means);
-    ``"reduced"`` scores each in the space it clustered, which favours UMAP, whose embedding
-    widens the gaps between manifolds (right when the classes are curved manifolds, as
-    MNIST's are; see docs/BENCHMARKS.md). The
+    ``score_space="reduced"`` scores each candidate in the space it clustered, which favours
+    UMAP, whose embedding widens the gaps between manifolds (right when the classes are
+    curved manifolds, as MNIST's are; see docs/BENCHMARKS.md); ``"input"`` scores all of them
+    in one space, the L2-normalised input features, which favours methods that cut that space
+    into convex pieces (k-means). The
     pick is the best by ``select_by``: silhouette (cosine, on a seeded sample of
     ``score_sample_size`` points), Calinski-Harabasz, Davies-Bouldin, or ``mean_rank``, the
     mean of the three ranks (ties to the higher silhouette). Candidates with fewer than two
@@ -632,6 +632,7 @@ def cluster_feature_file(
     targets: str | Path | None = None,
     seed: int = 0,
     overwrite: bool = False,
+    score_space: str = "reduced",
 ) -> tuple[Comparison, dict[str, Path]]:
     """``semclust cluster``: the default comparison on a saved feature matrix.
 
@@ -683,7 +684,14 @@ def cluster_feature_file(
         print(f"K={num_clusters}: {reason}")
     labeled = labels is not None and (labels >= 0).all()
     comparison = compare_methods(
-        features, num_clusters, chosen, spaces, seed, labels if labeled else None, select_by
+        features,
+        num_clusters,
+        chosen,
+        spaces,
+        seed,
+        labels if labeled else None,
+        select_by,
+        score_space=score_space,
     )
     outputs.update(write_comparison(comparison, out_dir))
     predictions_csv = source.parent / "predictions.csv"

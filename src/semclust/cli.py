@@ -88,6 +88,7 @@ def _cluster(args: argparse.Namespace) -> None:
         targets=args.targets,
         seed=args.seed,
         overwrite=args.overwrite,
+        score_space=args.score_space,
     )
     print(f"{comparison.reason}\nwrote {', '.join(str(path) for path in outputs.values())}")
 
@@ -175,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--select-by",
         default="mean_rank",
         choices=("mean_rank", "silhouette", "calinski_harabasz", "davies_bouldin"),
+    )
+    cluster.add_argument(
+        "--score-space",
+        default="reduced",
+        choices=("reduced", "input"),
+        help="score each candidate where it clustered (default) or all on the input features",
     )
     cluster.add_argument("--targets", help="optional .npy of true classes, for scoring only")
     cluster.add_argument("--seed", type=int, default=0)

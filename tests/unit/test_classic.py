@@ -146,7 +146,7 @@ def test_single_score_selection_takes_its_extreme(blobs, select_by, best_is):
     assert "mean_rank" not in comparison.best
 
 
-def test_scores_are_computed_on_the_normalised_input_not_the_reduced_space(blobs):
+def test_input_score_space_scores_on_the_normalised_input_not_the_reduced_space(blobs):
     features, _ = blobs
     comparison = compare_methods(
         features,
@@ -155,6 +155,7 @@ def test_scores_are_computed_on_the_normalised_input_not_the_reduced_space(blobs
         reductions=[{"name": "umap", "n_components": 2, "min_dist": 0.0}],
         seed=SEED,
         score_sample_size=120,
+        score_space="input",
     )
     normalized = l2_normalize(features)
     input_space = silhouette_score(
