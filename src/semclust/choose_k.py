@@ -185,3 +185,25 @@ def write_k_table(table: Sequence[Mapping[str, Any]], path: Path) -> Path:
         for row in table:
             writer.writerow({key: "" if item is None else item for key, item in row.items()})
     return path
+
+
+def choose_k(
+    features: Any,
+    k_values: Sequence[int],
+    seed: int,
+    out_dir: Path,
+    criterion: str = "silhouette",
+    sample_size: int = 5000,
+    write: bool = True,
+) -> tuple[int, str, dict[str, Path]]:
+    """Sweep, pick and (with ``write``) save ``k_sweep.csv``, ``elbow.png`` and
+    ``silhouette.png`` in ``out_dir``: the chosen K, the reason, and the files' paths."""
+    table = sweep_k(features, k_values, seed, sample_size)
+    chosen, reason = pick_k(table, criterion)
+    out_dir = Path(out_dir)
+    files = {name: out_dir / f"{name}.png" for name in ("elbow", "silhouette")}
+    files["table"] = out_dir / "k_sweep.csv"
+    if write:
+        write_k_table(table, files["table"])
+        plot_k_sweep(table, chosen, out_dir)
+    return chosen, reason, files

@@ -641,7 +641,7 @@ def cluster_feature_file(
     :mod:`semclust.choose_k`). Next to ``embeddings.npy`` of ``semclust predict``, the pick's
     clusters are also written per image path (``assignments.csv``).
     """
-    from semclust.choose_k import pick_k, plot_k_sweep, sweep_k, write_k_table
+    from semclust.choose_k import choose_k
 
     source = Path(features_path)
     labels_path = Path(targets) if targets else None
@@ -677,10 +677,9 @@ def cluster_feature_file(
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, Path] = {}
     if str(num_clusters) == "auto":
-        table = sweep_k(features, list(range(2, min(20, len(features) - 1) + 1)), seed)
-        num_clusters, reason = pick_k(table)
-        outputs["k_sweep"] = write_k_table(table, out_dir / "k_sweep.csv")
-        outputs.update(plot_k_sweep(table, num_clusters, out_dir))
+        k_values = list(range(2, min(20, len(features) - 1) + 1))
+        num_clusters, reason, files = choose_k(features, k_values, seed, out_dir)
+        outputs.update(k_sweep=files["table"], elbow=files["elbow"], silhouette=files["silhouette"])
         print(f"K={num_clusters}: {reason}")
     labeled = labels is not None and (labels >= 0).all()
     comparison = compare_methods(

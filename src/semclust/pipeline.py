@@ -344,6 +344,7 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     keys_path = stage_dir / "features_key.json"
     old_keys = read_json(keys_path) if keys_path.is_file() else {}
+    weights_digest = _file_digest(run.path(BACKBONE_WEIGHTS))
     new_keys: dict[str, str] = {}
     outputs: dict[str, Path] = {}
     metrics: dict[str, Any] = {"reused_cached_features": []}
@@ -354,7 +355,7 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
             new_keys["val"] = new_keys["train"]
         else:
             dataset = _dataset(cfg, run, split_key)
-            new_keys[split_key] = _features_key(run, cfg, split_key, len(dataset))
+            new_keys[split_key] = _features_key(weights_digest, cfg, split_key, len(dataset))
             unchanged = old_keys.get(split_key) == new_keys[split_key]
             cached = _cached_features(stage_dir, split_key) if unchanged else None
             if cached is not None:
@@ -367,13 +368,14 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
                 embedded[split_key] = (result.features.numpy(), result.targets.numpy())
         features, targets = embedded[split_key]
         neighbors = mine_neighbors(features, cfg.mine.num_neighbors, use_gpu=cfg.mine.use_gpu)
-        if run.is_writer():
-            for name, array in (
-                ("features", features),
-                ("targets", targets),
-                ("neighbors", neighbors),
-            ):
-                outputs[f"{split_key}_{name}"] = stage_dir / f"{split_key}_{name}.npy"
+        for name, array in (
+            ("features", features),
+            ("targets", targets),
+            ("neighbors", neighbors),
+        ):
+            outputs[f"{split_key}_{name}"] = stage_dir / f"{split_key}_{name}.npy"
+            reused = name != "neighbors" and split_key in metrics["reused_cached_features"]
+            if run.is_writer() and not reused:  # cached features are already on disk
                 np.save(outputs[f"{split_key}_{name}"], array)
         metrics[f"{split_key}_images"] = len(features)
         if (targets >= 0).all():
@@ -391,12 +393,17 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> tuple[dict, dict]:
     return outputs, metrics
 
 
-def _features_key(run: RunDirectory, cfg: DictConfig, split_key: str, size: int) -> str:
-    """What cached features depend on: the backbone's weights, the images and their views."""
+def _file_digest(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(run.path(BACKBONE_WEIGHTS), "rb") as weights:
-        for block in iter(lambda: weights.read(1 << 20), b""):
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def _features_key(weights_digest: str, cfg: DictConfig, split_key: str, size: int) -> str:
+    """What cached features depend on: the backbone's weights, the images and their views."""
+    digest = hashlib.sha256(weights_digest.encode())
     data = to_plain(cfg.data)
     described = {
         "kind": data["kind"],
@@ -432,7 +439,7 @@ def choose_num_clusters(
     """``data.num_clusters=auto``: sweep K with k-means, save the table and the elbow and
     silhouette plots under ``<run>/choose_k/``, pick K, record why in the manifest, and set
     ``cfg.data.num_clusters`` for the stages that follow."""
-    from semclust.choose_k import pick_k, plot_k_sweep, sweep_k, write_k_table
+    from semclust.choose_k import choose_k
 
     settings = cfg.choose_k
     k_max = min(settings.k_max, len(features) - 1)
@@ -442,16 +449,17 @@ def choose_num_clusters(
             f"K={len(features) - 1}"
         )
     started = time.perf_counter()
-    table = sweep_k(
-        features, list(range(settings.k_min, k_max + 1)), cfg.seed, settings.sample_size
-    )
-    chosen, reason = pick_k(table, settings.criterion)
     out_dir = run.stage_dir("choose_k")
-    files = {name: out_dir / f"{name}.png" for name in ("elbow", "silhouette")}
-    files["table"] = out_dir / "k_sweep.csv"
-    if run.is_writer():  # every process picks the same K from the same gathered features
-        write_k_table(table, files["table"])
-        plot_k_sweep(table, chosen, out_dir)
+    chosen, reason, files = choose_k(
+        features,
+        list(range(settings.k_min, k_max + 1)),
+        cfg.seed,
+        out_dir,
+        settings.criterion,
+        settings.sample_size,
+        # Every process picks the same K from the same gathered features; one writes.
+        write=run.is_writer(),
+    )
     choice = {
         "value": int(chosen),
         "criterion": settings.criterion,

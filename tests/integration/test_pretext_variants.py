@@ -135,10 +135,12 @@ def test_cached_features_are_reused_when_mining_again(pretrained_config, tmp_pat
     train(pretrained_config(*base, "stages=[pretext,mine]"))
     run_dir = tmp_path / "run"
     first = np.load(run_dir / "mine/train_features.npy")
+    written = (run_dir / "mine/train_features.npy").stat().st_mtime_ns
     train(pretrained_config(*base, "stages=[mine]", "mine.num_neighbors=3"))
     mine = _manifest(run_dir)["stages"]["mine"]
     assert mine["metrics"]["reused_cached_features"] == ["train"]
     np.testing.assert_array_equal(np.load(run_dir / "mine/train_features.npy"), first)
+    assert (run_dir / "mine/train_features.npy").stat().st_mtime_ns == written  # not rewritten
     assert np.load(run_dir / "mine/train_neighbors.npy").shape[1] == 3
     # Other images (another split) invalidate the cache.
     train(

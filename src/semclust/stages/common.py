@@ -30,9 +30,7 @@ def backbone_spec(backbone_cfg: Mapping[str, Any]) -> dict[str, Any]:
     the trained weights, so rebuilding it must not fetch (or need) anything.
     """
     spec = {k: v for k, v in to_plain(backbone_cfg).items() if not k.startswith("_")}
-    return {
-        k: DOWNLOAD_ARGUMENTS.get(k, v) if k in DOWNLOAD_ARGUMENTS else v for k, v in spec.items()
-    }
+    return {k: DOWNLOAD_ARGUMENTS.get(k, v) for k, v in spec.items()}
 
 
 def backbone_from_spec(spec: Mapping[str, Any]) -> nn.Module:
