@@ -66,6 +66,18 @@ def many_to_one_accuracy(predictions: Any, targets: Any) -> float:
     return float(counts.max(axis=1).sum() / counts.sum())
 
 
+def l2_normalize(features: Any) -> np.ndarray:
+    """Rows scaled to unit length (all-zero rows stay zero), as a new array.
+
+    Float64 input stays float64; anything else becomes float32 first (the norm of half-
+    precision features overflows).
+    """
+    array = np.asarray(features)
+    dtype = np.float64 if array.dtype == np.float64 else np.float32
+    array = np.asarray(array, dtype=dtype)
+    return array / np.maximum(np.linalg.norm(array, axis=-1, keepdims=True), 1e-12)
+
+
 def cluster_cohesion(features: Any, predictions: Any) -> dict[int, dict[str, float]]:
     """Per cluster: its size and the mean cosine similarity of its members to their centroid.
 
@@ -78,8 +90,7 @@ def cluster_cohesion(features: Any, predictions: Any) -> dict[int, dict[str, flo
         raise ValueError(
             f"features must be (N, D) with N = {predictions.size}, got {features.shape}"
         )
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    features = features / np.maximum(norms, 1e-12)
+    features = l2_normalize(features)
     cohesion = {}
     for cluster in np.unique(predictions):
         members = features[predictions == cluster]
@@ -123,7 +134,7 @@ def label_free_scores(
     scores: dict[str, float] = {}
     if not 2 <= np.unique(predictions).size < len(predictions):
         return scores
-    normalized = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    normalized = l2_normalize(features)
     sample_size = silhouette_sample_size if len(predictions) > silhouette_sample_size else None
     scores["silhouette"] = float(
         silhouette_score(

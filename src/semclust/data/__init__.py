@@ -1,7 +1,7 @@
 """Datasets that return their index, the view transforms, and the neighbour dataset."""
 
 from semclust.data.datasets import DigitsDataset, FeatureDataset, ImageDataset, build_dataset
-from semclust.data.transforms import ViewTransforms, build_transforms
+from semclust.data.transforms import ViewTransforms, build_transforms, view_transforms
 from semclust.data.views import MultiViewDataset, NeighborsDataset, make_loader
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "build_dataset",
     "build_transforms",
     "make_loader",
+    "view_transforms",
 ]

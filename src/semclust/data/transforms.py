@@ -7,7 +7,7 @@
 """
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -232,3 +232,22 @@ def build_transforms(
             f"unknown augmentation recipe {recipe!r}; choose one of {sorted(_RECIPES)}"
         )
     return _RECIPES[recipe](image_size, mean, std, **options)
+
+
+def view_transforms(data_cfg: Mapping) -> ViewTransforms:
+    """The four views (pretext, weak, strong, eval) that a data config describes."""
+    channels = data_cfg["channels"]
+    for key in ("mean", "std"):
+        if len(data_cfg[key]) != channels:
+            raise ValueError(
+                f"data.{key} has {len(data_cfg[key])} values but data.channels={channels}; "
+                f"give one {key} per channel"
+            )
+    augment = dict(data_cfg["augment"])
+    return build_transforms(
+        augment.pop("recipe"),
+        image_size=data_cfg["image_size"],
+        mean=list(data_cfg["mean"]),
+        std=list(data_cfg["std"]),
+        **augment,
+    )

@@ -1,34 +1,49 @@
-"""The run directory: known file names per stage, the manifest, and model files.
+"""The run directory: every artifact's path, the manifest, and model files.
 
 Every stage reads and writes fixed paths under ``run_dir/<stage>/``, so a later stage (or a
 rerun of the tail of the pipeline) finds its inputs without anyone copying paths around.
+Nothing here imports Lightning or Hydra: inference reads runs through this module too.
 """
 
 import json
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning_fabric.utilities.rank_zero import rank_zero_only
 from safetensors.torch import load_file, save_file
 
-# In running order. classic (baselines on any features) comes last so the seeds of the
-# other stages (seed + position) stay what they were before it existed.
-STAGES = ("pretext", "mine", "scan", "selflabel", "classic")
+#: What a stage needs from an earlier one: (stage folder, file name).
+Artifact = tuple[str, str]
 
-# What each stage needs from an earlier one: (stage, file name).
-BACKBONE_WEIGHTS = ("pretext", "backbone.safetensors")
-BACKBONE_SPEC = ("pretext", "backbone.json")
-TRAIN_FEATURES = ("mine", "train_features.npy")
-VAL_FEATURES = ("mine", "val_features.npy")
-TRAIN_TARGETS = ("mine", "train_targets.npy")
-VAL_TARGETS = ("mine", "val_targets.npy")
-TRAIN_NEIGHBORS = ("mine", "train_neighbors.npy")
-VAL_NEIGHBORS = ("mine", "val_neighbors.npy")
-SCAN_WEIGHTS = ("scan", "model.safetensors")
-SCAN_SPEC = ("scan", "model.json")
+BACKBONE_WEIGHTS: Artifact = ("pretext", "backbone.safetensors")
+BACKBONE_SPEC: Artifact = ("pretext", "backbone.json")
+FEATURES_KEY: Artifact = ("mine", "features_key.json")
+K_CHOICE: Artifact = ("choose_k", "choice.json")
+MODEL_WEIGHTS_NAME = "model.safetensors"
+MODEL_SPEC_NAME = "model.json"
+
+#: Stages that leave a clustering model (model.safetensors + model.json), in running order;
+#: a run's final model is that of the last one completed.
+MODEL_STAGES = ("scan", "selflabel")
+
+
+def mined(split: str, kind: str) -> Artifact:
+    """The mine stage's ``{split}_{kind}.npy``: split train or val; kind features, targets
+    or neighbors."""
+    if split not in ("train", "val") or kind not in ("features", "targets", "neighbors"):
+        raise ValueError(f"no mined artifact {split}_{kind}")
+    return ("mine", f"{split}_{kind}.npy")
+
+
+def model_weights(stage: str) -> Artifact:
+    return (stage, MODEL_WEIGHTS_NAME)
+
+
+def model_spec(stage: str) -> Artifact:
+    return (stage, MODEL_SPEC_NAME)
 
 
 class MissingArtifactError(FileNotFoundError):
@@ -38,38 +53,61 @@ class MissingArtifactError(FileNotFoundError):
 class RunDirectory:
     """One run's folder: ``<stage>/`` subfolders, ``manifest.json`` and ``metrics.json``."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, create: bool = True) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
         self.manifest_path = self.root / "manifest.json"
         self.metrics_path = self.root / "metrics.json"
+        self.report_path = self.root / "report.html"
 
     def stage_dir(self, stage: str) -> Path:
+        """``<run>/<stage>``, created if needed."""
         path = self.root / stage
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def path(self, artifact: tuple[str, str]) -> Path:
+    def path(self, artifact: Artifact) -> Path:
         stage, name = artifact
-        return self.stage_dir(stage) / name
+        return self.root / stage / name
 
-    def require(self, artifact: tuple[str, str], needed_by: str) -> Path:
+    def require(self, artifact: Artifact, needed_by: str) -> Path:
         """Path of an earlier stage's output, or an error that says which stage to run."""
-        stage, name = artifact
-        path = self.root / stage / name
+        path = self.path(artifact)
         if not path.is_file():
+            stage = artifact[0]
             raise MissingArtifactError(
                 f"stage {needed_by!r} needs {path}, which stage {stage!r} writes; run that "
                 f"stage first, e.g. stages=[{stage},{needed_by}] paths.run_dir={self.root}"
             )
         return path
 
+    # checkpoints of a trained stage --------------------------------------------------------
+
+    def checkpoint_dir(self, stage: str) -> Path:
+        return self.root / stage / "checkpoints"
+
+    def last_checkpoint(self, stage: str) -> Path:
+        return self.checkpoint_dir(stage) / "last.ckpt"
+
+    def skipped_files(self, split_key: str) -> Path:
+        """Where the images a dataset split skipped are listed."""
+        return self.root / f"skipped_files_{split_key}.csv"
+
+    def evaluation_dir(self, stage: str) -> Path:
+        return self.root / stage / "evaluation"
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: str | Path) -> "RunDirectory":
+        """The run a ``<run>/<stage>/checkpoints/<name>.ckpt`` belongs to (not created)."""
+        return cls(Path(checkpoint).resolve().parents[2], create=False)
+
     # manifest ---------------------------------------------------------------------------
 
     def read_manifest(self) -> dict[str, Any]:
         if not self.manifest_path.is_file():
             return {"stages": {}}
-        return json.loads(self.manifest_path.read_text())
+        return read_json(self.manifest_path)
 
     def record_stage(
         self,
@@ -103,13 +141,28 @@ class RunDirectory:
         manifest[key] = value
         write_json(self.manifest_path, manifest)
 
-    @staticmethod
-    def is_writer() -> bool:
-        """Under DDP every process runs the pipeline; only global rank zero writes files."""
-        return rank_zero_only.rank == 0
-
     def stage_status(self, stage: str) -> str | None:
         return self.read_manifest()["stages"].get(stage, {}).get("status")
+
+    def final_model_stage(self) -> str | None:
+        """The last completed stage of :data:`MODEL_STAGES`, whose model is the run's result."""
+        stages = self.read_manifest().get("stages", {})
+        completed = [s for s in MODEL_STAGES if stages.get(s, {}).get("status") == "completed"]
+        return completed[-1] if completed else None
+
+    @staticmethod
+    def is_writer() -> bool:
+        return is_writer()
+
+
+def is_writer() -> bool:
+    """Under DDP every process runs the pipeline; only global rank zero writes files.
+
+    Only Lightning starts several processes, so without it loaded this is the only one, and
+    inference never has to import it to know that.
+    """
+    rank_zero = sys.modules.get("lightning_fabric.utilities.rank_zero")
+    return rank_zero is None or rank_zero.rank_zero_only.rank == 0
 
 
 def _relative(path: str | Path, root: Path) -> str:
@@ -122,7 +175,7 @@ def _relative(path: str | Path, root: Path) -> str:
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (rank zero only), so a crash never leaves half a file behind."""
-    if not RunDirectory.is_writer():
+    if not is_writer():
         return
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
@@ -140,7 +193,7 @@ def save_weights(
     module: torch.nn.Module, weights_path: Path, spec: Mapping[str, Any], spec_path: Path
 ) -> None:
     """Weights as safetensors plus a JSON spec to rebuild the module; nothing is pickled."""
-    if not RunDirectory.is_writer():
+    if not is_writer():
         return
     state = {key: value.detach().cpu().contiguous() for key, value in module.state_dict().items()}
     save_file(state, str(weights_path))

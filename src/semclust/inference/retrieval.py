@@ -6,8 +6,8 @@ import faiss
 import numpy as np
 
 from semclust.data.folder import find_image_files
-from semclust.export import ExportedModel
-from semclust.predict import embed_paths, read_predictions
+from semclust.inference.export import ExportedModel
+from semclust.inference.predict import embed_paths, read_predictions
 
 
 def _normalized(features: np.ndarray) -> np.ndarray:

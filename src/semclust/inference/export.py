@@ -16,18 +16,21 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
-from torch import nn
 
-from semclust.artifacts import SCAN_SPEC, SCAN_WEIGHTS, load_weights, read_json
 from semclust.data import build_transforms
+from semclust.inference.checkpoint import load_clustering_checkpoint
+from semclust.inference.spec import (
+    PREPROCESSING_KEYS,
+    clustering_model_from_spec,
+    preprocessing_spec,
+)
 from semclust.models import ClusteringModel
-from semclust.stages.common import backbone_from_spec, preprocessing_spec
+from semclust.rundir import RunDirectory, load_weights, model_spec, read_json
 
 #: Value of the ``format`` metadata key; bumped when the layout changes.
 EXPORT_FORMAT = "semclust.model/1"
 
 _REQUIRED = ("backbone", "num_clusters", "preprocessing")
-_PREPROCESSING = ("recipe", "image_size", "channels", "mean", "std")
 
 
 class ModelFileError(ValueError):
@@ -98,7 +101,7 @@ def save_export(
     header = {
         "backbone": dict(spec["backbone"]),
         "num_clusters": num_clusters,
-        "preprocessing": {key: spec["preprocessing"][key] for key in _PREPROCESSING},
+        "preprocessing": {key: spec["preprocessing"][key] for key in PREPROCESSING_KEYS},
         "cluster_names": names,
         "source": {key: spec[key] for key in ("stage", "head_index") if key in spec},
         "weights_sha256": weights_digest(state),
@@ -128,8 +131,6 @@ def load_trained_model(source: str | Path) -> tuple[ClusteringModel, dict[str, A
     if not source.exists():
         raise FileNotFoundError(f"{source} does not exist")
     if source.suffix == ".ckpt":
-        from semclust.evaluation import load_clustering_checkpoint  # imports Lightning
-
         model, metadata = load_clustering_checkpoint(source)
         spec = {
             "backbone": metadata["backbone"],
@@ -144,9 +145,7 @@ def load_trained_model(source: str | Path) -> tuple[ClusteringModel, dict[str, A
     missing = [key for key in (*_REQUIRED, "num_heads") if key not in spec]
     if missing:
         raise ModelFileError(f"{spec_path} lacks {missing}; is it a semclust model.json?")
-    model = ClusteringModel(
-        backbone_from_spec(spec["backbone"]), spec["num_clusters"], spec["num_heads"]
-    )
+    model = clustering_model_from_spec(spec, spec["num_heads"])
     load_weights(model, spec_path.with_suffix(".safetensors"))
     if spec["num_heads"] > 1:
         model.cluster_heads.keep(int(spec.get("head_index", 0)))
@@ -160,20 +159,19 @@ def _model_json(source: Path) -> Path:
         return source
     if (source / "model.json").is_file():
         return source / "model.json"
-    manifest = source / "manifest.json"
-    if not manifest.is_file():
+    run = RunDirectory(source, create=False)
+    if not run.manifest_path.is_file():
         raise FileNotFoundError(
             f"{source} is neither a run directory (no manifest.json) nor a stage folder "
             "(no model.json)"
         )
-    stages = read_json(manifest).get("stages", {})
-    for stage in ("selflabel", "scan"):
-        if stages.get(stage, {}).get("status") == "completed":
-            return source / stage / SCAN_SPEC[1]
-    raise FileNotFoundError(
-        f"run {source} has no completed scan or selflabel stage to export "
-        f"(expected {source / SCAN_WEIGHTS[0] / SCAN_WEIGHTS[1]})"
-    )
+    stage = run.final_model_stage()
+    if stage is None:
+        raise FileNotFoundError(
+            f"run {source} has no completed scan or selflabel stage to export "
+            f"(expected {run.path(model_spec('scan'))})"
+        )
+    return run.path(model_spec(stage))
 
 
 # reading --------------------------------------------------------------------------------
@@ -201,7 +199,7 @@ def load_export(path: str | Path, device: torch.device | str = "cpu") -> Exporte
     except (KeyError, json.JSONDecodeError) as error:
         raise ModelFileError(f"{path}: its semclust metadata is missing or not JSON") from error
     missing = [key for key in (*_REQUIRED, "weights_sha256") if key not in spec]
-    missing += [key for key in _PREPROCESSING if key not in spec.get("preprocessing", {})]
+    missing += [key for key in PREPROCESSING_KEYS if key not in spec.get("preprocessing", {})]
     if missing:
         raise ModelFileError(f"{path}: its metadata lacks {missing}")
     if weights_digest(state) != spec["weights_sha256"]:
@@ -210,7 +208,7 @@ def load_export(path: str | Path, device: torch.device | str = "cpu") -> Exporte
             "modified or damaged after export"
         )
     try:
-        model = ClusteringModel(backbone_from_spec(spec["backbone"]), spec["num_clusters"], 1)
+        model = clustering_model_from_spec(spec)
         model.load_state_dict(state)
     except (TypeError, ValueError, RuntimeError) as error:
         raise ModelFileError(
@@ -230,7 +228,7 @@ def load_any_model(source: str | Path, device: torch.device | str = "cpu") -> Ex
     if source.is_file() and source.suffix == ".safetensors":
         return load_export(source, device)
     model, spec = load_trained_model(source)
-    spec = {**spec, "preprocessing": {k: spec["preprocessing"][k] for k in _PREPROCESSING}}
+    spec = {**spec, "preprocessing": {k: spec["preprocessing"][k] for k in PREPROCESSING_KEYS}}
     return ExportedModel(model.eval().to(device), spec, [])
 
 
@@ -247,8 +245,3 @@ def read_cluster_names(path: str | Path) -> list[str]:
         return [str(name) for name in names]
     return [line.strip() for line in text.splitlines() if line.strip()]
 
-
-def head_logits(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backbone features and the single head's logits for a batch."""
-    features = model.backbone(images)
-    return features, model.cluster_heads(features)[0]

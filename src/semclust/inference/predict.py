@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from semclust.data.folder import find_image_files, image_problem, read_image
-from semclust.export import ExportedModel, head_logits, load_any_model
+from semclust.inference.export import ExportedModel, load_any_model
+from semclust.inference.spec import head_logits
 
 #: Every file and folder predict writes; ``overwrite=True`` removes only these.
 OUTPUTS = (
@@ -350,7 +351,7 @@ def write_prediction_report(
     out_dir: Path, exported: ExportedModel, errors: list[tuple[str, str]]
 ) -> Path:
     """``report.html`` for a finished prediction (prototypes, Grad-CAM, UMAP)."""
-    from semclust.report import ReportData, write_report
+    from semclust.reporting import ReportData, grad_cam_for, write_report
 
     paths, probabilities, embeddings = read_predictions(out_dir)
     data = ReportData(
@@ -370,21 +371,3 @@ def write_prediction_report(
         no_heatmaps_reason=reason,
     )
 
-
-class _SingleHead(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return head_logits(self.model, images)[1]
-
-
-def grad_cam_for(model: torch.nn.Module, preprocess: Any) -> tuple[Any, str | None]:
-    """A Grad-CAM explainer of a one-head clustering model, or None and why not."""
-    from semclust.report import GradCamExplainer
-
-    try:
-        return GradCamExplainer(_SingleHead(model), preprocess), None
-    except ValueError as error:  # e.g. a vision transformer: no convolution to explain
-        return None, str(error)
