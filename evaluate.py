@@ -8,7 +8,10 @@ With `predict.input_dir=DIR predict.out=OUT` it clusters a folder instead, as
 import hydra
 from omegaconf import DictConfig
 
+from semclust.config_store import register_configs
 from semclust.evaluation import evaluate
+
+register_configs()
 
 
 @hydra.main(config_path="configs", config_name="evaluate", version_base="1.3")

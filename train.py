@@ -9,9 +9,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from semclust.config_store import register_configs
 from semclust.pipeline import train
 from semclust.shorthand import register_timm_backbone_shorthand
 
+register_configs()
 # `backbone=vit_small_patch16_224` means backbone=timm backbone.model_name=vit_small_patch16_224
 register_timm_backbone_shorthand(sys.argv[1:], Path(__file__).parent / "configs")
 

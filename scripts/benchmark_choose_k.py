@@ -13,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from semclust.choose_k import CRITERIA, pick_k, sweep_k
+from semclust.clustering.choose_k import CRITERIA, pick_k, sweep_k
+from semclust.clustering.settings import ChooseKSettings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", type=Path)
-    parser.add_argument("--k-min", type=int, default=2)
-    parser.add_argument("--k-max", type=int, default=20)
+    parser.add_argument("--k-min", type=int, default=ChooseKSettings.k_min)
+    parser.add_argument("--k-max", type=int, default=ChooseKSettings.k_max)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     print("| run | true K | " + " | ".join(CRITERIA) + " | sweep time |")

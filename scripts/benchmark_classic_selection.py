@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from semclust.classic import compare_methods
+from semclust.clustering.selection import SCORE_SPACES, compare_methods
+from semclust.clustering.settings import ClassicSettings
 
 
 def features_of(run_dir: Path, manifest: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -23,8 +24,8 @@ def features_of(run_dir: Path, manifest: dict) -> tuple[np.ndarray, np.ndarray]:
     if entry["metrics"]["features"] == "pretext":
         mine = run_dir / "mine"
         return np.load(mine / "val_features.npy"), np.load(mine / "val_targets.npy")
-    from semclust.artifacts import RunDirectory
-    from semclust.pipeline import image_features
+    from semclust.rundir import RunDirectory
+    from semclust.stages.classic import image_features
 
     cfg = OmegaConf.create({**entry["config"], "mine": {"num_neighbors": 1}})
     return image_features(cfg, RunDirectory(run_dir), entry["metrics"]["features"])
@@ -33,7 +34,7 @@ def features_of(run_dir: Path, manifest: dict) -> tuple[np.ndarray, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", type=Path)
-    parser.add_argument("--score-space", default="reduced", choices=("input", "reduced"))
+    parser.add_argument("--score-space", default=ClassicSettings.score_space, choices=SCORE_SPACES)
     args = parser.parse_args()
     print(f"| run | recorded pick (ACC) | pick scored {args.score_space} (ACC) | best by ACC |")
     print("|---|---|---|---|")

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+from semclust.config_store import register_configs
 from semclust.pipeline import train
 
+register_configs()
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 METHODS = {
     "kmeans": "k-means (pretext features)",

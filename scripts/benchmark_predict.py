@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from semclust.export import save_export
+from semclust.inference.export import save_export
 from semclust.models import ClusteringModel, build_backbone
 
 # (label, backbone spec, image size, channels, base image count)

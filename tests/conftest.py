@@ -8,7 +8,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from semclust.config_store import register_configs
 from semclust.models import ClusteringModel, build_backbone
+
+register_configs()  # the config groups whose defaults live in code, as train.py does
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
@@ -56,7 +59,7 @@ def tiny_config(compose_config: Callable[..., DictConfig], tmp_path: Path) -> Ca
 @pytest.fixture
 def tiny_model() -> Callable[..., tuple[ClusteringModel, dict]]:
     """A seeded, untrained 3-cluster model for 16x16 grayscale images, and the spec that
-    ``semclust.export.save_export`` needs for it."""
+    ``semclust.inference.export.save_export`` needs for it."""
 
     def _make(num_heads: int = 1) -> tuple[ClusteringModel, dict]:
         backbone = {"name": "small_cnn", "in_channels": 1, "width": 8, "feature_dim": 32}

@@ -8,12 +8,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from semclust.clustering.settings import ClassicSettings
+from semclust.inference.predict import PredictOptions
+
 #: Errors that come from the user's input; anything else is a bug and keeps its traceback.
 _USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, NotADirectoryError)
 
 
 def _export(args: argparse.Namespace) -> None:
-    from semclust.export import export_model, load_export, read_cluster_names
+    from semclust.inference import export_model, load_export, read_cluster_names
 
     names = read_cluster_names(args.names) if args.names else None
     path = export_model(args.source, args.out, names)
@@ -25,7 +28,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from semclust.predict import predict_folder
+    from semclust.inference import predict_folder
 
     summary = predict_folder(
         args.model,
@@ -50,9 +53,7 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _neighbors(args: argparse.Namespace) -> None:
-    from semclust.export import load_any_model
-    from semclust.predict import resolve_device
-    from semclust.retrieval import nearest_images
+    from semclust.inference import load_any_model, nearest_images, resolve_device
 
     exported = load_any_model(args.model, resolve_device(args.device))
     found = nearest_images(
@@ -70,13 +71,13 @@ def _neighbors(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from semclust.evaluation import write_run_report
+    from semclust.inference.run_report import write_run_report
 
     print(f"wrote {write_run_report(args.run_dir, args.out, args.split)}")
 
 
 def _cluster(args: argparse.Namespace) -> None:
-    from semclust.classic import cluster_feature_file
+    from semclust.inference.cluster_features import cluster_feature_file
 
     comparison, outputs = cluster_feature_file(
         args.features,
@@ -111,20 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("model", help="exported .safetensors (or a run directory / .ckpt)")
     predict.add_argument("input_dir", help="folder of images (searched recursively)")
     predict.add_argument("--out", required=True, help="output folder (outside the input)")
-    predict.add_argument("--batch-size", type=int, default=256)
-    predict.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
-    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    defaults = PredictOptions()
+    predict.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    predict.add_argument(
+        "--num-workers", type=int, default=defaults.num_workers, help="DataLoader workers"
+    )
+    predict.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1, ...")
     predict.add_argument(
         "--threshold",
         type=float,
-        default=0.5,
-        help="images below this confidence go to low_confidence/ (default 0.5)",
+        default=defaults.threshold,
+        help=f"images below this confidence go to low_confidence/ (default {defaults.threshold})",
     )
     predict.add_argument(
         "--link",
         choices=("symlink", "copy", "none"),
-        default="symlink",
-        help="how per-cluster folders refer to the inputs (default symlink)",
+        default=defaults.link,
+        help=f"how per-cluster folders refer to the inputs (default {defaults.link})",
     )
     predict.add_argument("--no-report", action="store_true", help="skip report.html")
     predict.add_argument(
@@ -146,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     neighbors.add_argument(
         "--embeddings", help="reuse the outputs of `semclust predict` on the same folder"
     )
-    neighbors.add_argument("--batch-size", type=int, default=256)
-    neighbors.add_argument("--device", default="auto")
+    neighbors.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    neighbors.add_argument("--device", default=defaults.device)
     neighbors.add_argument("--quiet", action="store_true", help="no progress bar")
     neighbors.set_defaults(run=_neighbors)
 
@@ -172,14 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods", nargs="+", help="subset of kmeans agglomerative gmm dbscan hdbscan"
     )
     cluster.add_argument("--reductions", nargs="+", help="subset of none pca umap")
+    classic = ClassicSettings()
     cluster.add_argument(
         "--select-by",
-        default="mean_rank",
+        default=classic.select_by,
         choices=("mean_rank", "silhouette", "calinski_harabasz", "davies_bouldin"),
     )
     cluster.add_argument(
         "--score-space",
-        default="reduced",
+        default=classic.score_space,
         choices=("reduced", "input"),
         help="score each candidate where it clustered (default) or all on the input features",
     )

@@ -94,8 +94,11 @@ class RunDirectory:
         """Where the images a dataset split skipped are listed."""
         return self.root / f"skipped_files_{split_key}.csv"
 
-    def evaluation_dir(self, stage: str) -> Path:
-        return self.root / stage / "evaluation"
+    @staticmethod
+    def evaluation_dir(checkpoint: str | Path) -> Path:
+        """Where evaluate.py scores ``<run>/<stage>/checkpoints/<name>.ckpt``:
+        ``<run>/<stage>/evaluation``."""
+        return Path(checkpoint).resolve().parents[1] / "evaluation"
 
     @classmethod
     def of_checkpoint(cls, checkpoint: str | Path) -> "RunDirectory":

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from semclust.artifacts import MissingArtifactError
 from semclust.pipeline import train
+from semclust.rundir import MissingArtifactError
 
 # A quick comparison: two methods, two reductions.
 SMALL_CLASSIC = [

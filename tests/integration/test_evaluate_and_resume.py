@@ -6,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from semclust.artifacts import RunDirectory
 from semclust.evaluation import evaluate
 from semclust.pipeline import train
+from semclust.rundir import RunDirectory
 
 
 class NotAWeight:

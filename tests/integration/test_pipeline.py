@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from semclust.artifacts import MissingArtifactError
 from semclust.pipeline import train
+from semclust.rundir import MissingArtifactError
 
 STAGE_FILES = [
     "pretext/backbone.safetensors",

@@ -15,11 +15,12 @@ import torch
 from PIL import Image
 
 from semclust.cli import main
-from semclust.evaluation import evaluate, load_clustering_checkpoint
-from semclust.export import load_export, save_export
+from semclust.evaluation import evaluate
+from semclust.inference.checkpoint import load_clustering_checkpoint
+from semclust.inference.export import load_export, save_export
+from semclust.inference.predict import predict_folder
+from semclust.inference.retrieval import nearest_images
 from semclust.pipeline import train
-from semclust.predict import predict_folder
-from semclust.retrieval import nearest_images
 
 ROOT = Path(__file__).resolve().parents[2]
 

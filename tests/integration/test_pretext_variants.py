@@ -13,11 +13,10 @@ import torch
 from conftest import TINY_RUN
 from safetensors.torch import load_file
 
-from semclust.data import build_dataset
-from semclust.evaluation import load_clustering_checkpoint
-from semclust.export import load_trained_model
+from semclust.data import build_dataset, view_transforms
+from semclust.inference.checkpoint import load_clustering_checkpoint
+from semclust.inference.export import load_trained_model
 from semclust.pipeline import train
-from semclust.stages.common import view_transforms
 
 
 @pytest.fixture
@@ -114,7 +113,7 @@ def test_frozen_timm_network_runs_on_cached_features(pretrained_config, tmp_path
 
 
 def test_run_report_reads_the_cached_features(pretrained_config, tmp_path, monkeypatch):
-    from semclust import evaluation
+    from semclust.inference import run_report
 
     train(
         pretrained_config(
@@ -125,8 +124,8 @@ def test_run_report_reads_the_cached_features(pretrained_config, tmp_path, monke
     def no_second_pass(*args, **kwargs):
         raise AssertionError("the report embedded the images again")
 
-    monkeypatch.setattr(evaluation, "_embed_and_classify", no_second_pass)
-    report = evaluation.write_run_report(tmp_path / "run")
+    monkeypatch.setattr(run_report, "_embed_and_classify", no_second_pass)
+    report = run_report.write_run_report(tmp_path / "run")
     assert "cluster" in report.read_text().lower()
 
 

@@ -14,7 +14,7 @@ from torch import nn
 from torchvision.transforms.functional import to_tensor
 
 from semclust.models import build_backbone
-from semclust.report import GradCamExplainer, ReportData, write_report
+from semclust.reporting import GradCamExplainer, ReportData, write_report
 
 CHROMIUM = next(
     (

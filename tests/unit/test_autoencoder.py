@@ -8,7 +8,7 @@ import torchvision
 from semclust.losses.reconstruction import PerceptualLoss, ReconstructionLoss
 from semclust.models import build_backbone
 from semclust.models.autoencoder import ConvDecoder
-from semclust.stages.pretext import AutoencoderModule
+from semclust.stages.pretext.autoencoder import AutoencoderModule
 
 # Early VGG19 layers keep the random-weight perceptual network cheap on 16x16 images.
 SHALLOW_VGG = ["features.3", "features.8"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
 
-from semclust.choose_k import elbow_k, pick_k, plot_k_sweep, sweep_k, write_k_table
+from semclust.clustering.choose_k import elbow_k, pick_k, plot_k_sweep, sweep_k, write_k_table
 
 SEED = 0
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -9,17 +9,11 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-from semclust.classic import (
-    METHODS,
-    assign_noise,
-    cluster_labels,
-    compare_methods,
-    format_comparison,
-    hog_features,
-    l2_normalize,
-    reduce_features,
-    write_comparison,
-)
+from semclust.clustering.comparison_io import format_comparison, write_comparison
+from semclust.clustering.features import hog_features, reduce_features
+from semclust.clustering.methods import METHODS, assign_noise, cluster_labels
+from semclust.clustering.selection import compare_methods
+from semclust.metrics import l2_normalize
 
 SEED = 0
 

@@ -76,6 +76,46 @@ def test_every_pretext_composes_and_sets_whether_scan_fine_tunes(
 
     cfg = compose_config("train", [f"pretext={pretext}", f"backbone={backbone}"])
     OmegaConf.resolve(cfg)  # every interpolation resolves
-    assert cfg.pretext.name == pretext
+    # pretext._target_ names the Pretext class in semclust/stages/pretext/<pretext>.py
+    assert cfg.pretext._target_.split(".")[-2] == pretext
     assert cfg.scan.update_backbone is fine_tune
     assert cfg.selflabel.update_backbone is fine_tune
+
+
+@pytest.mark.parametrize("experiment", ["cifar10", "cifar20", "stl10"])
+def test_paper_experiments_keep_a_pretrained_backbone_frozen_on_cached_features(
+    compose_config, experiment
+):
+    frozen = compose_config("train", [f"experiment={experiment}", "pretext=pretrained"])
+    assert frozen.scan.update_backbone is False and frozen.scan.cached_features is True
+    assert frozen.selflabel.update_backbone is False and frozen.selflabel.cached_features is True
+    from semclust.stages.cluster_heads import uses_cached_features
+
+    assert uses_cached_features(frozen.scan) and uses_cached_features(frozen.selflabel)
+    # ... while the paper's own SimCLR backbone is fine-tuned by SCAN, as the SCAN code does.
+    simclr = compose_config("train", [f"experiment={experiment}"])
+    assert simclr.scan.update_backbone is True and not uses_cached_features(simclr.scan)
+
+
+def test_every_pretext_target_is_a_pretext_class(compose_config):
+    import hydra
+
+    from semclust.stages.pretext.base import Pretext
+
+    for path in sorted((CONFIGS / "pretext").glob("*.yaml")):
+        cfg = compose_config("train", [f"pretext={path.stem}"])
+        assert issubclass(hydra.utils.get_class(cfg.pretext._target_), Pretext), path.name
+
+
+def test_code_defaults_are_the_config_groups_defaults(compose_config):
+    """classic, choose_k and predict defaults are written once, in the library."""
+    from semclust.clustering.settings import ChooseKSettings, ClassicSettings
+    from semclust.inference.predict import PredictOptions
+    from semclust.inference.spec import to_plain
+
+    cfg = compose_config("train")
+    assert to_plain(cfg.classic) == to_plain(vars(ClassicSettings()))
+    assert to_plain(cfg.choose_k) == vars(ChooseKSettings())
+    evaluate = compose_config("evaluate", ["ckpt=x"])
+    options = {key: evaluate.predict[key] for key in vars(PredictOptions())}
+    assert options == vars(PredictOptions())

@@ -8,8 +8,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from semclust.artifacts import save_weights
-from semclust.export import (
+from semclust.inference.export import (
     EXPORT_FORMAT,
     ModelFileError,
     load_export,
@@ -17,6 +16,7 @@ from semclust.export import (
     read_cluster_names,
     save_export,
 )
+from semclust.rundir import save_weights
 
 
 @pytest.fixture

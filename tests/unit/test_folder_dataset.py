@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from semclust.data import build_dataset
+from semclust.data import build_dataset, view_transforms
 from semclust.data.folder import FolderDataset, SkippedImagesWarning
-from semclust.stages.common import view_transforms
 
 RNG = np.random.default_rng(0)
 

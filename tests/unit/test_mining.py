@@ -4,7 +4,7 @@ import faiss
 import numpy as np
 import pytest
 
-from semclust.stages.mine import mine_neighbors, neighbor_accuracy
+from semclust.clustering.neighbors import mine_neighbors, neighbor_accuracy
 
 
 def brute_force_neighbors(features: np.ndarray, k: int) -> np.ndarray:

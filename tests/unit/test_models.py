@@ -169,7 +169,7 @@ def test_native_preprocessing_is_read_from_the_registries_without_downloading():
 
 
 def test_saved_backbone_specs_never_download_when_rebuilt():
-    from semclust.stages.common import backbone_spec
+    from semclust.inference.spec import backbone_spec
 
     timm_cfg = {"_target_": "x", "name": "timm", "model_name": "resnet18", "pretrained": True}
     clip_cfg = {"name": "open_clip", "model_name": "ViT-B-32", "pretrained": "openai"}

@@ -15,7 +15,7 @@ from torchvision.transforms.functional import to_tensor
 
 from semclust.metrics import clustering_scores
 from semclust.models import build_backbone
-from semclust.report import GradCamExplainer, ReportData, write_report
+from semclust.reporting import GradCamExplainer, ReportData, write_report
 
 NUM_CLUSTERS = 4  # cluster 3 stays empty
 NOISE = {0: 0.3, 1: 0.8, 2: 0.05}  # cluster 2 is the tightest, cluster 1 the loosest

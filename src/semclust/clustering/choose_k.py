@@ -13,8 +13,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.cluster import KMeans
 
-from semclust.classic import check_features, l2_normalize
-from semclust.metrics import label_free_scores
+from semclust.clustering.features import check_features
+from semclust.clustering.settings import ChooseKSettings
+from semclust.metrics import l2_normalize, label_free_scores
 
 CRITERIA = ("silhouette", "elbow", "calinski_harabasz", "davies_bouldin")
 _HIGHER_IS_BETTER = {"silhouette": True, "calinski_harabasz": True, "davies_bouldin": False}
@@ -38,7 +39,10 @@ def _check_k_values(k_values: Sequence[int], num_samples: int) -> list[int]:
 
 
 def sweep_k(
-    features: Any, k_values: Sequence[int], seed: int, sample_size: int = 5000
+    features: Any,
+    k_values: Sequence[int],
+    seed: int,
+    sample_size: int = ChooseKSettings.sample_size,
 ) -> list[dict]:
     """One row per K (ascending): k-means (k-means++, 10 restarts) on the L2-normalised
     features and its ``inertia``, ``silhouette`` (cosine, on a seeded sample of
@@ -96,7 +100,9 @@ def _k_range(ks: Sequence[int]) -> str:
     return "K in {" + ", ".join(str(k) for k in ks) + "}"
 
 
-def pick_k(table: Sequence[Mapping[str, Any]], criterion: str = "silhouette") -> tuple[int, str]:
+def pick_k(
+    table: Sequence[Mapping[str, Any]], criterion: str = ChooseKSettings.criterion
+) -> tuple[int, str]:
     """The K that ``criterion`` prefers in a :func:`sweep_k` table, and a one-sentence reason
     with the numbers (which always says where the elbow is too)."""
     if criterion not in CRITERIA:
@@ -192,8 +198,8 @@ def choose_k(
     k_values: Sequence[int],
     seed: int,
     out_dir: Path,
-    criterion: str = "silhouette",
-    sample_size: int = 5000,
+    criterion: str = ChooseKSettings.criterion,
+    sample_size: int = ChooseKSettings.sample_size,
     write: bool = True,
 ) -> tuple[int, str, dict[str, Path]]:
     """Sweep, pick and (with ``write``) save ``k_sweep.csv``, ``elbow.png`` and

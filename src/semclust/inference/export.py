@@ -244,4 +244,3 @@ def read_cluster_names(path: str | Path) -> list[str]:
             raise ValueError(f"{path} must hold a JSON list of names")
         return [str(name) for name in names]
     return [line.strip() for line in text.splitlines() if line.strip()]
-

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from semclust.data.folder import find_image_files, image_problem, read_image
 from semclust.inference.export import ExportedModel, load_any_model
-from semclust.inference.spec import head_logits
+from semclust.models import head_logits
 
 #: Every file and folder predict writes; ``overwrite=True`` removes only these.
 OUTPUTS = (
@@ -43,6 +43,25 @@ OUTPUTS = (
     "low_confidence",
 )
 LINK_MODES = ("symlink", "copy", "none")
+
+
+@dataclass
+class PredictOptions:
+    """How :func:`predict_folder` runs; the one source of its defaults (the CLI's too)."""
+
+    batch_size: int = 256
+    #: DataLoader workers.
+    num_workers: int = 0
+    #: auto (CUDA when present), cpu, cuda, cuda:1, ...
+    device: str = "auto"
+    #: Images below this confidence go to low_confidence/ instead of their cluster's folder.
+    threshold: float = 0.5
+    #: symlink, copy or none: how clusters/<k>/ refers to the inputs (never moved).
+    link: str = "symlink"
+    report: bool = True
+    overwrite: bool = False
+    #: Let a grayscale model see colour images (converted to gray).
+    convert_channels: bool = False
 
 
 class ImagePathsDataset(Dataset):
@@ -204,14 +223,14 @@ def predict_folder(
     input_dir: str | Path,
     out_dir: str | Path,
     *,
-    batch_size: int = 256,
-    num_workers: int = 0,
-    device: str | None = "auto",
-    threshold: float = 0.5,
-    link: str = "symlink",
-    report: bool = True,
-    overwrite: bool = False,
-    convert_channels: bool = False,
+    batch_size: int = PredictOptions.batch_size,
+    num_workers: int = PredictOptions.num_workers,
+    device: str | None = PredictOptions.device,
+    threshold: float = PredictOptions.threshold,
+    link: str = PredictOptions.link,
+    report: bool = PredictOptions.report,
+    overwrite: bool = PredictOptions.overwrite,
+    convert_channels: bool = PredictOptions.convert_channels,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Cluster every image under ``input_dir`` with ``model``; write the outputs to
@@ -351,7 +370,7 @@ def write_prediction_report(
     out_dir: Path, exported: ExportedModel, errors: list[tuple[str, str]]
 ) -> Path:
     """``report.html`` for a finished prediction (prototypes, Grad-CAM, UMAP)."""
-    from semclust.reporting import ReportData, grad_cam_for, write_report
+    from semclust.reporting import ReportData, grad_cam_for, write_report  # loads matplotlib
 
     paths, probabilities, embeddings = read_predictions(out_dir)
     data = ReportData(
@@ -370,4 +389,3 @@ def write_prediction_report(
         explainer,
         no_heatmaps_reason=reason,
     )
-

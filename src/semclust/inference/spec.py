@@ -8,7 +8,6 @@ model is rebuilt without the training config.
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
 from semclust.models import ClusteringModel, build_backbone
@@ -56,10 +55,3 @@ def preprocessing_spec(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
 def clustering_model_from_spec(spec: Mapping[str, Any], num_heads: int = 1) -> ClusteringModel:
     """An untrained :class:`ClusteringModel` of the spec's backbone and cluster count."""
     return ClusteringModel(backbone_from_spec(spec["backbone"]), spec["num_clusters"], num_heads)
-
-
-def head_logits(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backbone features and the single head's logits for a batch."""
-    features = model.backbone(images)
-    return features, model.cluster_heads(features)[0]
-

@@ -39,6 +39,12 @@ class ClusterHeads(nn.Module):
         self.heads = nn.ModuleList([self.heads[head_index]])
 
 
+def head_logits(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backbone features and the single head's logits of a one-head model, for a batch."""
+    features = model.backbone(images)
+    return features, model.cluster_heads(features)[0]
+
+
 class ClusteringModel(nn.Module):
     """Backbone plus cluster heads; the unit that SCAN trains and self-labeling refines."""
 

@@ -1,1 +1,2 @@
-"""One LightningModule (or function) per stage, and the runners that wire them to a run."""
+"""The pipeline's stages: one module (or package) each, holding its LightningModule and the
+``run`` that drives it, registered by name (see :mod:`semclust.stages.registry`)."""

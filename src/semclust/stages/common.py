@@ -1,84 +1,91 @@
-"""What every stage shares: building the trainer, the views, the backbone; gathering outputs."""
+"""What every stage shares: datasets and loaders from the config, the trainer, resuming."""
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+import csv
+from collections.abc import Sequence
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from torch import nn
 
-from semclust.data import ViewTransforms, build_transforms
-from semclust.models import build_backbone
-from semclust.models.backbones import DOWNLOAD_ARGUMENTS
-
-
-def to_plain(cfg: Any) -> Any:
-    """A resolved config as plain dicts and lists (safe to store in JSON and checkpoints)."""
-    if isinstance(cfg, DictConfig) or OmegaConf.is_config(cfg):
-        return OmegaConf.to_container(cfg, resolve=True)
-    return cfg
+from semclust.data import MultiViewDataset, build_dataset, make_loader, view_transforms
+from semclust.inference.spec import backbone_from_spec
+from semclust.rundir import BACKBONE_SPEC, BACKBONE_WEIGHTS, RunDirectory, load_weights, read_json
 
 
-def backbone_spec(backbone_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of :func:`build_backbone`, without Hydra's ``_target_``.
-
-    Arguments that download pretrained weights are switched off: the spec travels with
-    the trained weights, so rebuilding it must not fetch (or need) anything.
-    """
-    spec = {k: v for k, v in to_plain(backbone_cfg).items() if not k.startswith("_")}
-    return {k: DOWNLOAD_ARGUMENTS.get(k, v) for k, v in spec.items()}
-
-
-def backbone_from_spec(spec: Mapping[str, Any]) -> nn.Module:
-    return build_backbone(**spec)
+def known_num_clusters(cfg: DictConfig) -> int | None:
+    """``data.num_clusters``, or ``None`` while it is ``auto`` and not yet chosen."""
+    value = cfg.data.num_clusters
+    if value == "auto":
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+        raise ValueError(f"data.num_clusters must be an integer >= 2 or auto, got {value!r}")
+    return value
 
 
-def preprocessing_spec(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """What inference needs to see images as training did (saved with every model)."""
-    data = to_plain(data_cfg)
-    keys = ("image_size", "channels", "mean", "std")
-    return {"recipe": data["augment"]["recipe"], **{key: data[key] for key in keys}}
+def optional_factory(factory_cfg: Any) -> Any:
+    """Instantiate a config entry that may be null (e.g. no learning-rate schedule)."""
+    return None if factory_cfg is None else hydra.utils.instantiate(factory_cfg)
 
 
-def view_transforms(data_cfg: Mapping[str, Any]) -> ViewTransforms:
-    """The four views (pretext, weak, strong, eval) that the data config describes."""
-    channels = data_cfg["channels"]
-    for key in ("mean", "std"):
-        if len(data_cfg[key]) != channels:
-            raise ValueError(
-                f"data.{key} has {len(data_cfg[key])} values but data.channels={channels}; "
-                f"give one {key} per channel"
-            )
-    augment = dict(to_plain(data_cfg["augment"]))
-    return build_transforms(
-        augment.pop("recipe"),
-        image_size=data_cfg["image_size"],
-        mean=data_cfg["mean"],
-        std=data_cfg["std"],
-        **augment,
+def dataset_split(cfg: DictConfig, run: RunDirectory, split_key: str) -> Any:
+    """Build a split, check that it can be clustered, and list any files it skipped."""
+    dataset = build_dataset(cfg.data, split_key)
+    needed = max(known_num_clusters(cfg) or 2, cfg.mine.num_neighbors + 1)
+    if len(dataset) < needed:
+        raise ValueError(
+            f"the {split_key} split ({cfg.data[f'{split_key}_split']!r}) holds {len(dataset)} "
+            f"images, but {cfg.data.num_clusters} clusters with {cfg.mine.num_neighbors} "
+            f"neighbours each need at least {needed}"
+        )
+    skipped = getattr(dataset, "skipped", None)
+    if skipped and run.is_writer():
+        with open(run.skipped_files(split_key), "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["path", "reason"])
+            writer.writerows(skipped)
+    return dataset
+
+
+def loader(cfg: DictConfig, dataset: Any, shuffle: bool, batch_size: int) -> Any:
+    """A training (``shuffle``) or evaluation loader with the data config's workers."""
+    return make_loader(
+        dataset, batch_size, shuffle=shuffle, num_workers=cfg.data.num_workers, drop_last=shuffle
     )
+
+
+def eval_loader(cfg: DictConfig, dataset: Any) -> Any:
+    """Every image once, in order, through the deterministic eval view."""
+    views = MultiViewDataset(dataset, {"image": view_transforms(cfg.data).eval})
+    return loader(cfg, views, shuffle=False, batch_size=cfg.data.eval_batch_size)
+
+
+def load_backbone(run: RunDirectory, needed_by: str) -> tuple[torch.nn.Module, dict]:
+    """The pretext stage's backbone with its weights, and its spec."""
+    spec = read_json(run.require(BACKBONE_SPEC, needed_by))
+    backbone = backbone_from_spec(spec)
+    load_weights(backbone, run.require(BACKBONE_WEIGHTS, needed_by))
+    return backbone, spec
 
 
 def build_trainer(
     cfg: DictConfig,
     stage: str,
-    stage_dir: Path,
+    run: RunDirectory,
     max_epochs: int,
     callbacks: Sequence[Callback] = (),
     monitor: str | None = None,
     **trainer_kwargs: Any,
 ) -> tuple[pl.Trainer, ModelCheckpoint]:
-    """A Lightning trainer for one stage, checkpointing into ``<stage_dir>/checkpoints``.
+    """A Lightning trainer for one stage, checkpointing into ``<run>/<stage>/checkpoints``.
 
     ``last.ckpt`` is always written so a crashed stage resumes where it stopped; with a
     ``monitor`` the lowest value's checkpoint is kept as ``best.ckpt`` too.
     """
     checkpoint = ModelCheckpoint(
-        dirpath=stage_dir / "checkpoints",
+        dirpath=run.checkpoint_dir(stage),
         filename="best",
         monitor=monitor,
         mode="min",
@@ -91,7 +98,7 @@ def build_trainer(
         logger = hydra.utils.instantiate(cfg.logger, name=stage, version="")
     trainer = hydra.utils.instantiate(
         cfg.trainer,
-        default_root_dir=str(stage_dir),
+        default_root_dir=str(run.stage_dir(stage)),
         max_epochs=max_epochs,
         callbacks=[checkpoint, *callbacks],
         logger=logger,
@@ -100,37 +107,27 @@ def build_trainer(
     return trainer, checkpoint
 
 
-def resume_checkpoint(stage_dir: Path, resume: bool) -> str | None:
-    """``last.ckpt`` of an interrupted run of this stage, if resuming is on and it exists."""
-    last = stage_dir / "checkpoints" / "last.ckpt"
-    return str(last) if resume and last.is_file() else None
+def fit(
+    cfg: DictConfig,
+    run: RunDirectory,
+    stage: str,
+    trainer: pl.Trainer,
+    module: pl.LightningModule,
+    train_loader: Any,
+    val_loader: Any,
+) -> None:
+    """``trainer.fit``, continuing from the stage's ``last.ckpt`` when ``resume`` is on."""
+    last = run.last_checkpoint(stage)
+    trainer.fit(
+        module,
+        train_loader,
+        val_loader,
+        ckpt_path=str(last) if cfg.resume and last.is_file() else None,
+        weights_only=True,
+    )
 
 
-def clear_checkpoints(stage_dir: Path) -> None:
+def clear_checkpoints(run: RunDirectory, stage: str) -> None:
     """Remove a finished stage's checkpoints before it is run again from scratch."""
-    for path in (stage_dir / "checkpoints").glob("*.ckpt"):
+    for path in run.checkpoint_dir(stage).glob("*.ckpt"):
         path.unlink()
-
-
-def gather_by_index(
-    module: pl.LightningModule, tensors: Mapping[str, torch.Tensor], index: torch.Tensor
-) -> dict[str, torch.Tensor]:
-    """Gather per-sample tensors from every process and order them by dataset index.
-
-    A distributed sampler pads the last batch with repeated samples; writing by index makes
-    those repeats harmless, and the result has one row per dataset sample.
-    """
-    if module.trainer is not None and module.trainer.world_size > 1:
-        index = module.all_gather(index).flatten(0, 1)
-        tensors = {name: module.all_gather(value).flatten(0, 1) for name, value in tensors.items()}
-    size = int(index.max()) + 1
-    ordered = {}
-    for name, value in tensors.items():
-        out = value.new_zeros((size, *value.shape[1:]))
-        out[index] = value
-        ordered[name] = out.cpu()
-    return ordered
-
-
-def concat_batches(batches: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    return {key: torch.cat([batch[key] for batch in batches]) for key in batches[0]}

@@ -1,60 +1,130 @@
-"""Stage 2, mining: embed every image and find its nearest neighbours with FAISS."""
+"""Stage 2, mining: embed every image and find its nearest neighbours with FAISS.
 
-import faiss
+Features are cached per split under a key of the backbone weights and the data config, so
+running the stage again (other ``num_neighbors``, say) reuses them. With
+``data.num_clusters=auto`` the number of clusters is chosen here, on the train features.
+"""
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
 import numpy as np
+from omegaconf import DictConfig
 
-from semclust.stages.validation import FeatureExtractor
+from semclust.clustering.neighbors import mine_neighbors, neighbor_accuracy
+from semclust.clustering.scores import evaluate_clusters, kmeans_predictions
+from semclust.inference.spec import preprocessing_spec, to_plain
+from semclust.rundir import (
+    BACKBONE_WEIGHTS,
+    FEATURES_KEY,
+    RunDirectory,
+    mined,
+    read_json,
+    write_json,
+)
+from semclust.stages.base import FeatureExtractor
+from semclust.stages.common import dataset_split, eval_loader, known_num_clusters, load_backbone
+from semclust.stages.num_clusters import choose_num_clusters
+from semclust.stages.registry import Stage, StageResult, register
 
-__all__ = ["FeatureExtractor", "mine_neighbors", "neighbor_accuracy"]
+log = logging.getLogger(__name__)
 
 
-def l2_normalize(features: np.ndarray) -> np.ndarray:
-    features = np.ascontiguousarray(features, dtype=np.float32)
-    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-
-
-def mine_neighbors(
-    features: np.ndarray,
-    num_neighbors: int,
-    use_gpu: bool | None = None,
-    query_batch_size: int = 65536,
-) -> np.ndarray:
-    """Indices ``(N, k)`` of each sample's ``k`` nearest neighbours by cosine similarity.
-
-    Features are L2-normalised and searched with an exact inner-product FAISS index; the
-    sample itself is never among its neighbours, even when it has exact duplicates. Queries
-    run in batches so memory stays O(N·k). ``use_gpu=None`` uses a GPU when FAISS has one.
-    """
-    if features.ndim != 2:
-        raise ValueError(f"features must be (N, D), got shape {features.shape}")
-    num_samples = features.shape[0]
-    if not 1 <= num_neighbors < num_samples:
-        raise ValueError(
-            f"cannot mine {num_neighbors} neighbours among {num_samples} samples; "
-            f"num_neighbors must be between 1 and {num_samples - 1}"
+def run_mine(cfg: DictConfig, run: RunDirectory) -> StageResult:
+    """Embed train and val sets, mine neighbours, and score k-means on the features."""
+    backbone, _ = load_backbone(run, "mine")
+    extractor = FeatureExtractor(backbone)
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    keys_path = run.path(FEATURES_KEY)
+    old_keys = read_json(keys_path) if keys_path.is_file() else {}
+    weights_digest = _file_digest(run.path(BACKBONE_WEIGHTS))
+    new_keys: dict[str, str] = {}
+    outputs: dict[str, Path] = {}
+    metrics: dict[str, Any] = {"reused_cached_features": []}
+    embedded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for split_key in ("train", "val"):
+        if split_key == "val" and cfg.data.val_split == cfg.data.train_split:
+            embedded["val"] = embedded["train"]  # same images: no need to embed them twice
+            new_keys["val"] = new_keys["train"]
+        else:
+            dataset = dataset_split(cfg, run, split_key)
+            new_keys[split_key] = _features_key(weights_digest, cfg, split_key, len(dataset))
+            unchanged = old_keys.get(split_key) == new_keys[split_key]
+            cached = _cached_features(run, split_key) if unchanged else None
+            if cached is not None:
+                embedded[split_key] = cached
+                metrics["reused_cached_features"].append(split_key)
+                log.info("mine: reusing the cached %s features", split_key)
+            else:
+                trainer.validate(extractor, eval_loader(cfg, dataset), verbose=False)
+                result = extractor.validation_result()
+                embedded[split_key] = (result.features.numpy(), result.targets.numpy())
+        features, targets = embedded[split_key]
+        neighbors = mine_neighbors(features, cfg.mine.num_neighbors, use_gpu=cfg.mine.use_gpu)
+        for name, array in (("features", features), ("targets", targets), ("neighbors", neighbors)):
+            outputs[f"{split_key}_{name}"] = run.path(mined(split_key, name))
+            reused = name != "neighbors" and split_key in metrics["reused_cached_features"]
+            if run.is_writer() and not reused:  # cached features are already on disk
+                np.save(outputs[f"{split_key}_{name}"], array)
+        metrics[f"{split_key}_images"] = len(features)
+        if (targets >= 0).all():
+            metrics[f"{split_key}_neighbor_accuracy"] = neighbor_accuracy(neighbors, targets)
+    write_json(keys_path, new_keys)
+    num_clusters = known_num_clusters(cfg)
+    if num_clusters is None:
+        metrics["num_clusters"] = choose_num_clusters(
+            cfg, run, embedded["train"][0], "pretext features of the train split"
         )
-    features = l2_normalize(features)
-    index = faiss.IndexFlatIP(features.shape[1])
-    has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-    if use_gpu is None:
-        use_gpu = has_gpu
-    if use_gpu:
-        if not has_gpu:
-            raise RuntimeError("mine.use_gpu=true, but this FAISS build sees no GPU")
-        index = faiss.index_cpu_to_all_gpus(index)
-    index.add(features)
-    neighbors = np.empty((num_samples, num_neighbors), dtype=np.int64)
-    for start in range(0, num_samples, query_batch_size):
-        stop = min(start + query_batch_size, num_samples)
-        # One extra result, so the sample itself can be dropped wherever it ranks.
-        _, found = index.search(features[start:stop], num_neighbors + 1)
-        is_self = found == np.arange(start, stop)[:, None]
-        # Stable sort moves the self entry (if any) to the end; otherwise the last one drops.
-        order = np.argsort(is_self, axis=1, kind="stable")
-        neighbors[start:stop] = np.take_along_axis(found, order, axis=1)[:, :num_neighbors]
-    return neighbors
+        num_clusters = metrics["num_clusters"]["value"]
+    # The k-means baseline: fit on the pretext features of the validation images.
+    val_features, val_targets = embedded["val"]
+    predictions = kmeans_predictions(val_features, num_clusters, cfg.seed)
+    scores = evaluate_clusters(val_features, predictions, val_targets)
+    metrics["kmeans"] = {k: v for k, v in scores.items() if k != "cohesion"}
+    return outputs, metrics
 
 
-def neighbor_accuracy(neighbor_indices: np.ndarray, targets: np.ndarray) -> float:
-    """Share of mined neighbours that carry their anchor's label."""
-    return float((targets[neighbor_indices] == targets[:, None]).mean())
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _features_key(weights_digest: str, cfg: DictConfig, split_key: str, size: int) -> str:
+    """What cached features depend on: the backbone's weights, the images and their views."""
+    digest = hashlib.sha256(weights_digest.encode())
+    data = to_plain(cfg.data)
+    described = {
+        "kind": data["kind"],
+        "split": data[f"{split_key}_split"],
+        "options": data.get("options"),
+        "preprocessing": preprocessing_spec(cfg.data),
+        "images": size,
+    }
+    digest.update(json.dumps(described, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _cached_features(run: RunDirectory, split_key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    paths = [run.path(mined(split_key, name)) for name in ("features", "targets")]
+    if not all(path.is_file() for path in paths):
+        return None
+    return np.load(paths[0]), np.load(paths[1])
+
+
+register(
+    Stage(
+        "mine",
+        order=20,
+        run=run_mine,
+        needs_num_clusters=False,
+        table_rows={"kmeans": "k-means (pretext features)"},
+        seed_offset=1,
+    )
+)

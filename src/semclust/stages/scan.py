@@ -1,16 +1,45 @@
-"""Stage 3, SCAN: cluster heads trained so that mined neighbours agree."""
+"""Stage 3, SCAN: cluster heads trained so that mined neighbours agree.
+
+Several heads are trained with the SCAN loss (summed); the head and epoch with the lowest
+validation SCAN loss are kept, no labels involved. With a frozen backbone and
+``scan.cached_features`` the heads learn from the mine stage's cached features (no
+augmentation) and are put on the backbone afterwards.
+"""
 
 from collections.abc import Callable
 from typing import Any
 
+import hydra
 import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 
-from semclust.callbacks import ValidationResult
+from semclust.data import NeighborsDataset, view_transforms
 from semclust.losses import scan_loss
 from semclust.models import ClusteringModel
-from semclust.stages.validation import CollectsValidation
+from semclust.rundir import RunDirectory
+from semclust.stages.base import CollectsValidation, ValidationResult
+from semclust.stages.cluster_heads import (
+    CachedFeatures,
+    cached_split,
+    checkpoint_metadata,
+    feature_loader,
+    load_neighbors,
+    save_clustering_model,
+    uses_cached_features,
+)
+from semclust.stages.common import (
+    build_trainer,
+    dataset_split,
+    eval_loader,
+    fit,
+    load_backbone,
+    loader,
+    optional_factory,
+)
+from semclust.stages.registry import Stage, StageResult, register
+from semclust.stages.scoring import ClusterEvaluation, final_scores
 
 _EPS = 1e-8
 
@@ -140,3 +169,64 @@ class ScanModule(CollectsValidation):
             else self.model.cluster_heads.parameters()
         )
         return self.optimizers_for(parameters)
+
+
+def run_scan(cfg: DictConfig, run: RunDirectory) -> StageResult:
+    """Train the heads, keep the lowest-loss one, save the model with that head."""
+    backbone, spec = load_backbone(run, "scan")
+    cached = uses_cached_features(cfg.scan)
+    if cached:
+        train_set, val_set = cached_split(run, "train", "scan"), cached_split(run, "val", "scan")
+        transform: Any = torch.nn.Identity()
+        val_loader = feature_loader(cfg, val_set)
+        trained_backbone: torch.nn.Module = CachedFeatures(backbone.feature_dim)
+    else:
+        train_set, val_set = dataset_split(cfg, run, "train"), dataset_split(cfg, run, "val")
+        transform = view_transforms(cfg.data).get(cfg.scan.augmentation)
+        val_loader = eval_loader(cfg, val_set)
+        trained_backbone = backbone
+    num_neighbors = cfg.scan.num_neighbors
+    train_neighbors = load_neighbors(run, "train", "scan", len(train_set), num_neighbors)
+    val_neighbors = load_neighbors(run, "val", "scan", len(val_set), num_neighbors)
+    trained = ClusteringModel(trained_backbone, cfg.data.num_clusters, cfg.scan.num_heads)
+    module = ScanModule(
+        trained,
+        entropy_weight=cfg.scan.entropy_weight,
+        optimizer=hydra.utils.instantiate(cfg.scan.optimizer),
+        scheduler=optional_factory(cfg.scan.get("scheduler")),
+        update_backbone=cfg.scan.update_backbone,
+        val_neighbors=val_neighbors,
+        metadata=checkpoint_metadata(cfg, "scan", spec, cfg.scan.num_heads, cached),
+    )
+    pairs = NeighborsDataset(train_set, train_neighbors, transform)
+    evaluation = ClusterEvaluation(cfg.data.num_clusters, cfg.seed)
+    trainer, checkpoint = build_trainer(
+        cfg, "scan", run, cfg.scan.epochs, [evaluation], monitor="val/lowest_loss"
+    )
+    train_loader = loader(cfg, pairs, True, cfg.scan.batch_size)
+    fit(cfg, run, "scan", trainer, module, train_loader, val_loader)
+    # Keep the epoch and head with the lowest validation SCAN loss: no labels involved.
+    best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+    module.load_state_dict(best["state_dict"])
+    module.on_load_checkpoint(best)
+    head_losses = {
+        "best_head": module.best_head,
+        "best_val_scan_loss": float(checkpoint.best_model_score),
+        "cached_features": cached,
+    }
+    trained.cluster_heads.keep(module.best_head)
+    module.best_head = 0
+    scores = final_scores(cfg, module, val_loader)
+    model = ClusteringModel(backbone, cfg.data.num_clusters, 1)
+    model.cluster_heads = trained.cluster_heads
+    outputs = save_clustering_model(
+        model, run, "scan", spec, cfg, head_index=head_losses["best_head"]
+    )
+    return outputs, {**scores, **head_losses}
+
+
+register(
+    Stage(
+        "scan", order=30, run=run_scan, partitions=True, table_rows={"scan": "SCAN"}, seed_offset=2
+    )
+)

@@ -1,16 +1,44 @@
-"""Stage 4, self-labeling: fine-tune on the model's own confident predictions."""
+"""Stage 4, self-labeling: fine-tune on the model's own confident predictions.
+
+SCAN's model is kept instead when too few images are confidently labeled, or when
+self-labeling would leave clusters empty. With a frozen backbone and
+``selflabel.cached_features`` the head is refined on the cached features, where the weak and
+the strong view are the same vector.
+"""
 
 from collections.abc import Callable
 from typing import Any
 
+import hydra
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from semclust.callbacks import ValidationResult
+from semclust.data import MultiViewDataset, view_transforms
+from semclust.inference.spec import clustering_model_from_spec
 from semclust.losses import confidence_cross_entropy
 from semclust.models import ClusteringModel
-from semclust.stages.validation import CollectsValidation
+from semclust.rundir import RunDirectory, load_weights, model_spec, model_weights, read_json
+from semclust.stages.base import CollectsValidation, ValidationResult
+from semclust.stages.cluster_heads import (
+    CachedFeatures,
+    cached_split,
+    checkpoint_metadata,
+    feature_loader,
+    save_clustering_model,
+    uses_cached_features,
+)
+from semclust.stages.common import (
+    build_trainer,
+    dataset_split,
+    eval_loader,
+    fit,
+    loader,
+    optional_factory,
+)
+from semclust.stages.registry import Stage, StageResult, StageSkipped, register
+from semclust.stages.scoring import ClusterEvaluation, final_scores
 
 
 class SelfLabelModule(CollectsValidation):
@@ -111,3 +139,98 @@ class SelfLabelModule(CollectsValidation):
     def configure_optimizers(self) -> Any:
         model = self.model if self.update_backbone else self.model.cluster_heads
         return self.optimizers_for(model.parameters())
+
+
+def run_selflabel(cfg: DictConfig, run: RunDirectory) -> StageResult:
+    """Refine SCAN's model on its confident predictions; keep SCAN's if that cannot help."""
+    spec = read_json(run.require(model_spec("scan"), "selflabel"))
+    scan_model = clustering_model_from_spec(spec)
+    load_weights(scan_model, run.require(model_weights("scan"), "selflabel"))
+    cached = uses_cached_features(cfg.selflabel)
+    if cached:
+        train_set = cached_split(run, "train", "selflabel")
+        val_set = cached_split(run, "val", "selflabel")
+        model = ClusteringModel(
+            CachedFeatures(scan_model.backbone.feature_dim), spec["num_clusters"], 1
+        )
+        model.cluster_heads = scan_model.cluster_heads
+        weak = strong = torch.nn.Identity()
+        train_eval_loader, val_loader = feature_loader(cfg, train_set), feature_loader(cfg, val_set)
+    else:
+        train_set, val_set = dataset_split(cfg, run, "train"), dataset_split(cfg, run, "val")
+        model = scan_model
+        views = view_transforms(cfg.data)
+        weak, strong = views.weak, views.strong
+        train_eval_loader, val_loader = eval_loader(cfg, train_set), eval_loader(cfg, val_set)
+
+    confident = _confident_fraction(cfg, model, train_eval_loader)
+    if confident < cfg.selflabel.min_confident_fraction:
+        raise StageSkipped(
+            f"only {confident:.1%} of the training images have a SCAN confidence above "
+            f"{cfg.selflabel.threshold} (need {cfg.selflabel.min_confident_fraction:.1%}); "
+            "self-labeling skipped and the SCAN result kept. Lower selflabel.threshold or "
+            "train SCAN longer."
+        )
+
+    module = SelfLabelModule(
+        model,
+        threshold=cfg.selflabel.threshold,
+        optimizer=hydra.utils.instantiate(cfg.selflabel.optimizer),
+        scheduler=optional_factory(cfg.selflabel.get("scheduler")),
+        class_balancing=cfg.selflabel.class_balancing,
+        ema_decay=cfg.selflabel.ema_decay,
+        metadata=checkpoint_metadata(cfg, "selflabel", spec["backbone"], 1, cached),
+        update_backbone=cfg.selflabel.update_backbone,
+    )
+    pairs = MultiViewDataset(train_set, {"weak": weak, "strong": strong})
+    evaluation = ClusterEvaluation(cfg.data.num_clusters, cfg.seed)
+    trainer, _ = build_trainer(
+        cfg,
+        "selflabel",
+        run,
+        cfg.selflabel.epochs,
+        [evaluation],
+        check_val_every_n_epoch=cfg.selflabel.val_every_n_epochs,
+    )
+    train_loader = loader(cfg, pairs, True, cfg.selflabel.batch_size)
+    fit(cfg, run, "selflabel", trainer, module, train_loader, val_loader)
+    scores = final_scores(cfg, module, val_loader)
+    scan_entry = run.read_manifest()["stages"].get("scan", {})
+    scan_clusters = scan_entry.get("metrics", {}).get("clusters_used")
+    kept_fraction = cfg.selflabel.min_clusters_kept_fraction
+    if scan_clusters is not None and scores["clusters_used"] < kept_fraction * scan_clusters:
+        raise StageSkipped(
+            f"self-labeling collapsed the clusters from {scan_clusters} to "
+            f"{scores['clusters_used']} used; the SCAN result is kept."
+        )
+    final = module.final_model
+    if cached:
+        scan_model.cluster_heads = final.cluster_heads
+        final = scan_model
+    outputs = save_clustering_model(final, run, "selflabel", spec["backbone"], cfg, head_index=0)
+    return outputs, {
+        **scores,
+        "train_confident_fraction_before": confident,
+        "cached_features": cached,
+    }
+
+
+def _confident_fraction(cfg: DictConfig, model: ClusteringModel, loader: Any) -> float:
+    """Share of the training images the SCAN model already labels confidently."""
+    extractor = SelfLabelModule(model, cfg.selflabel.threshold, optimizer=None)
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    trainer.validate(extractor, loader, verbose=False)
+    logits = extractor.gathered()["logits"].float()
+    return float((logits.softmax(dim=1).max(dim=1).values > cfg.selflabel.threshold).float().mean())
+
+
+register(
+    Stage(
+        "selflabel",
+        order=40,
+        run=run_selflabel,
+        partitions=True,
+        table_rows={"selflabel": "SCAN + self-labeling"},
+        seed_offset=3,
+    )
+)

@@ -1,13 +1,43 @@
-"""What the stage modules share: validation outputs gathered by index, optimizer wiring."""
+"""What the stages' LightningModules share: validation outputs gathered by index, the
+optimizer wiring, and the plain feature extractor that mining runs."""
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from semclust.callbacks import ValidationResult
-from semclust.stages.common import concat_batches, gather_by_index
+
+@dataclass
+class ValidationResult:
+    """What a stage's module exposes after a validation epoch, one row per val sample."""
+
+    features: torch.Tensor
+    targets: torch.Tensor
+    #: Cluster assignments; ``None`` for the pretext stage, where k-means makes them.
+    predictions: torch.Tensor | None = None
+
+
+def gather_by_index(
+    module: pl.LightningModule, tensors: Mapping[str, torch.Tensor], index: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Gather per-sample tensors from every process and order them by dataset index.
+
+    A distributed sampler pads the last batch with repeated samples; writing by index makes
+    those repeats harmless, and the result has one row per dataset sample.
+    """
+    if module.trainer is not None and module.trainer.world_size > 1:
+        index = module.all_gather(index).flatten(0, 1)
+        tensors = {name: module.all_gather(value).flatten(0, 1) for name, value in tensors.items()}
+    size = int(index.max()) + 1
+    ordered = {}
+    for name, value in tensors.items():
+        out = value.new_zeros((size, *value.shape[1:]))
+        out[index] = value
+        ordered[name] = out.cpu()
+    return ordered
 
 
 class CollectsValidation(pl.LightningModule):
@@ -27,7 +57,10 @@ class CollectsValidation(pl.LightningModule):
     def gathered(self) -> dict[str, torch.Tensor] | None:
         """This epoch's outputs from every process, one row per sample, ordered by index."""
         if self._val_gathered is None and self._val_batches:
-            batches = concat_batches(self._val_batches)
+            batches = {
+                key: torch.cat([batch[key] for batch in self._val_batches])
+                for key in self._val_batches[0]
+            }
             index = batches.pop("index")
             self._val_gathered = gather_by_index(self, batches, index)
         return self._val_gathered

@@ -1,14 +1,19 @@
-"""Stage 1, pretext: learn the backbone's features without labels (SimCLR or an autoencoder)."""
+"""SimCLR: two augmented views per image, contrasted with NT-Xent over the (global) batch."""
 
 from collections.abc import Callable
 from typing import Any
 
+import hydra
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
+from semclust.data import view_transforms
 from semclust.losses import nt_xent_loss
 from semclust.models import ProjectionHead
-from semclust.stages.validation import FeatureExtractor
+from semclust.stages.base import FeatureExtractor
+from semclust.stages.common import optional_factory
+from semclust.stages.pretext.base import TrainedPretext
 
 
 class SimCLRModule(FeatureExtractor):
@@ -59,43 +64,17 @@ class SimCLRModule(FeatureExtractor):
         return self.optimizers_for(self.parameters())
 
 
-class AutoencoderModule(FeatureExtractor):
-    """Backbone (encoder) + :class:`ConvDecoder`, trained to reconstruct its input.
+class SimCLRPretext(TrainedPretext):
+    """``pretext=simclr``: SimCLR's module and two random pretext views per image."""
 
-    The latent code is the backbone's feature vector, so the trained backbone feeds mining
-    and SCAN unchanged. Validation collects the latent codes like any feature extractor.
-    """
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        decoder: nn.Module,
-        loss: nn.Module,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., Any] | None = None,
-    ) -> None:
-        super().__init__(backbone)
-        self.decoder = decoder
-        self.loss = loss
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.backbone(images))
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        images = batch["image"]
-        loss = self.loss(self(images), images)
-        self.log(
-            "train/reconstruction_loss",
-            loss,
-            prog_bar=True,
-            on_step=False,
-            on_epoch=True,
-            batch_size=images.shape[0],
+    def build(self, cfg: DictConfig, backbone: nn.Module) -> tuple[SimCLRModule, dict]:
+        module = SimCLRModule(
+            backbone,
+            temperature=cfg.pretext.temperature,
+            optimizer=hydra.utils.instantiate(cfg.pretext.optimizer),
+            scheduler=optional_factory(cfg.pretext.get("scheduler")),
+            projection_hidden_dim=cfg.pretext.projection_hidden_dim,
+            projection_dim=cfg.pretext.projection_dim,
         )
-        return loss
-
-    def configure_optimizers(self) -> Any:
-        # The perceptual network is frozen; only encoder and decoder learn.
-        return self.optimizers_for([*self.backbone.parameters(), *self.decoder.parameters()])
+        views = view_transforms(cfg.data)
+        return module, {"view_a": views.pretext, "view_b": views.pretext}

@@ -1,0 +1,119 @@
+"""``semclust cluster``: the classic comparison on a saved feature matrix.
+
+The matrix is ``semclust predict``'s ``embeddings.npy`` (whose ``predictions.csv`` names the
+image of each row) or a run directory's mined validation features. The defaults come from
+:mod:`semclust.clustering.settings`, the same as the training pipeline's classic stage.
+"""
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from semclust.clustering.choose_k import choose_k
+from semclust.clustering.comparison_io import format_comparison, write_comparison
+from semclust.clustering.features import REDUCTIONS, check_features
+from semclust.clustering.methods import METHODS
+from semclust.clustering.selection import Comparison, compare_methods
+from semclust.clustering.settings import ChooseKSettings, ClassicSettings
+from semclust.rundir import RunDirectory, mined
+
+
+def cluster_feature_file(
+    features_path: str | Path,
+    out_dir: str | Path,
+    num_clusters: int | str = "auto",
+    methods: Sequence[str] | None = None,
+    reductions: Sequence[str] | None = None,
+    select_by: str = ClassicSettings.select_by,
+    targets: str | Path | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    score_space: str = ClassicSettings.score_space,
+) -> tuple[Comparison, dict[str, Path]]:
+    """The default comparison on a saved feature matrix, written to ``out_dir``.
+
+    ``features_path`` is an ``(N, D)`` ``.npy`` file or a run directory (its mine stage's
+    validation features and targets). ``methods`` and ``reductions`` pick among the default
+    ones by name. ``num_clusters="auto"`` sweeps K first (see
+    :mod:`semclust.clustering.choose_k`). Next to ``embeddings.npy`` of ``semclust predict``,
+    the pick's clusters are also written per image path (``assignments.csv``).
+    """
+    classic, sweep = ClassicSettings(), ChooseKSettings()
+    source = Path(features_path)
+    labels_path = Path(targets) if targets else None
+    if source.is_dir():
+        run = RunDirectory(source, create=False)
+        source = run.path(mined("val", "features"))
+        labels_path = labels_path or run.path(mined("val", "targets"))
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} does not exist (give an .npy file or a run directory)")
+    features = check_features(np.load(source, mmap_mode="r"))
+    labels = np.load(labels_path) if labels_path and labels_path.is_file() else None
+    if labels is not None and len(labels) != len(features):
+        raise ValueError(f"{labels_path} holds {len(labels)} targets for {len(features)} rows")
+    chosen = [m for m in classic.methods if methods is None or m["name"] in methods]
+    unknown = set(methods or ()) - set(METHODS)
+    if unknown or not chosen:
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
+    spaces = [r for r in classic.reductions if reductions is None or r["name"] in reductions]
+    unknown = set(reductions or ()) - set(REDUCTIONS)
+    if unknown or not spaces:
+        raise ValueError(
+            f"unknown reductions {sorted(unknown)}; choose from {', '.join(REDUCTIONS)}"
+        )
+    if str(num_clusters) != "auto":
+        try:
+            num_clusters = int(num_clusters)
+        except ValueError:
+            raise ValueError(f"-k must be a number or auto, got {num_clusters!r}") from None
+    out_dir = Path(out_dir)
+    if (out_dir / "comparison.json").exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} holds an earlier comparison; pass --overwrite")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs: dict[str, Path] = {}
+    if str(num_clusters) == "auto":
+        # K must stay below N, so small matrices sweep a shorter range.
+        k_values = list(range(sweep.k_min, min(sweep.k_max, len(features) - 1) + 1))
+        num_clusters, reason, files = choose_k(
+            features, k_values, seed, out_dir, sweep.criterion, sweep.sample_size
+        )
+        outputs.update(k_sweep=files["table"], elbow=files["elbow"], silhouette=files["silhouette"])
+        print(f"K={num_clusters}: {reason}")
+    labeled = labels is not None and (labels >= 0).all()
+    comparison = compare_methods(
+        features,
+        num_clusters,
+        chosen,
+        spaces,
+        seed,
+        labels if labeled else None,
+        select_by,
+        score_sample_size=classic.score_sample_size,
+        score_space=score_space,
+    )
+    outputs.update(write_comparison(comparison, out_dir))
+    outputs.update(_write_assignments(source, comparison, out_dir, len(features)))
+    print(format_comparison(comparison))
+    return comparison, outputs
+
+
+def _write_assignments(
+    source: Path, comparison: Comparison, out_dir: Path, num_rows: int
+) -> dict[str, Path]:
+    """``assignments.csv`` (path, cluster) when ``source`` sits next to the
+    ``predictions.csv`` of ``semclust predict`` with one image per feature row."""
+    predictions_csv = source.parent / "predictions.csv"
+    if not predictions_csv.is_file():
+        return {}
+    with predictions_csv.open(newline="") as file:
+        paths = [row["path"] for row in csv.DictReader(file)]
+    if len(paths) != num_rows:
+        return {}
+    assignments = out_dir / "assignments.csv"
+    with assignments.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["path", "cluster"])
+        writer.writerows(zip(paths, comparison.predictions.tolist(), strict=True))
+    return {"assignments": assignments}

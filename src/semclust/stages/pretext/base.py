@@ -1,0 +1,74 @@
+"""What every pretext does: give the run a backbone (``pretext/backbone.safetensors``)."""
+
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+
+from semclust.data import MultiViewDataset
+from semclust.inference.spec import backbone_spec
+from semclust.rundir import BACKBONE_SPEC, BACKBONE_WEIGHTS, RunDirectory, save_weights
+from semclust.stages.common import (
+    build_trainer,
+    dataset_split,
+    eval_loader,
+    fit,
+    known_num_clusters,
+    loader,
+)
+from semclust.stages.registry import StageResult
+from semclust.stages.scoring import ClusterEvaluation
+
+HEADLINE = ("acc", "nmi", "ari")
+
+
+def save_backbone(run: RunDirectory, backbone: torch.nn.Module, spec: dict) -> dict:
+    """The backbone's weights and spec where the later stages look for them."""
+    outputs = {"backbone": run.path(BACKBONE_WEIGHTS), "backbone_spec": run.path(BACKBONE_SPEC)}
+    save_weights(backbone, outputs["backbone"], spec, outputs["backbone_spec"])
+    return outputs
+
+
+class Pretext:
+    """A way to get the backbone. ``pretext._target_`` names the subclass."""
+
+    def prepare(self, cfg: DictConfig) -> None:
+        """Adjust the composed config before any stage runs (nothing by default)."""
+
+    def run(self, cfg: DictConfig, run: RunDirectory) -> StageResult:
+        raise NotImplementedError
+
+
+class TrainedPretext(Pretext):
+    """A pretext task trained with Lightning; subclasses give the module and its views."""
+
+    def build(self, cfg: DictConfig, backbone: torch.nn.Module) -> tuple[pl.LightningModule, dict]:
+        """The LightningModule that trains ``backbone`` and the views each batch holds."""
+        raise NotImplementedError
+
+    def run(self, cfg: DictConfig, run: RunDirectory) -> StageResult:
+        # STL-10 style: the pretext may learn from a larger (unlabeled) split.
+        split_key = "pretext" if cfg.data.get("pretext_split") else "train"
+        train_set = dataset_split(cfg, run, split_key)
+        val_set = dataset_split(cfg, run, "val")
+        backbone = hydra.utils.instantiate(cfg.backbone)
+        module, train_views = self.build(cfg, backbone)
+        evaluation = ClusterEvaluation(known_num_clusters(cfg), cfg.seed)
+        trainer, _ = build_trainer(
+            cfg,
+            "pretext",
+            run,
+            cfg.pretext.epochs,
+            [evaluation],
+            check_val_every_n_epoch=cfg.pretext.val_every_n_epochs,
+        )
+        train_pairs = MultiViewDataset(train_set, train_views)
+        train_loader = loader(cfg, train_pairs, True, cfg.pretext.batch_size)
+        fit(cfg, run, "pretext", trainer, module, train_loader, eval_loader(cfg, val_set))
+        outputs = save_backbone(run, backbone, backbone_spec(cfg.backbone))
+        kmeans: dict[str, Any] = {
+            f"kmeans_{k}": v for k, v in evaluation.latest.items() if k in HEADLINE
+        }
+        return outputs, kmeans
