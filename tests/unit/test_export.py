@@ -110,3 +110,21 @@ def test_a_stage_folder_whose_kept_head_was_not_the_first_loads(tiny_model, tmp_
     images = torch.randn(2, 1, 16, 16)
     with torch.inference_mode():
         torch.testing.assert_close(loaded(images), model(images))
+
+
+def test_an_export_written_before_the_inference_package_still_loads_and_predicts_the_same():
+    """tests/data/export_format1.safetensors was written by semclust.export.save_export as it
+    was before the redesign (commit c58aa87), with the logits it gave then."""
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    expected = json.loads((data / "export_format1_logits.json").read_text())
+    loaded = load_export(data / "export_format1.safetensors")
+    assert loaded.num_clusters == 3 and loaded.channels == 1 and loaded.image_size == 16
+    assert loaded.cluster_names == ["zero", "one", "two"]
+    assert loaded.spec["source"] == {"stage": "selflabel", "head_index": 0}
+    torch.manual_seed(expected["images_seed"])
+    images = torch.randn(*expected["shape"])
+    with torch.no_grad():
+        logits = loaded.model(images)[0]
+    torch.testing.assert_close(logits, torch.tensor(expected["logits"]), rtol=1e-5, atol=1e-6)

@@ -8,13 +8,7 @@ import numpy as np
 from semclust.data.folder import find_image_files
 from semclust.inference.export import ExportedModel
 from semclust.inference.predict import embed_paths, read_predictions
-
-
-def _normalized(features: np.ndarray) -> np.ndarray:
-    # A copy: FAISS normalises in place, and the rows may be a read-only memory map.
-    features = np.array(features, dtype=np.float32, order="C", copy=True)
-    faiss.normalize_L2(features)
-    return features
+from semclust.metrics import l2_normalize
 
 
 def embed_query(exported: ExportedModel, query: str | Path) -> np.ndarray:
@@ -55,7 +49,7 @@ def nearest_images(
                 f"the model gives {exported.feature_dim}: they come from another model"
             )
         for start in range(0, len(paths), 65_536):
-            index.add(_normalized(embeddings[start : start + 65_536]))
+            index.add(l2_normalize(embeddings[start : start + 65_536]))
     else:
         files, _ = find_image_files(folder)
         if not files:
@@ -64,12 +58,12 @@ def nearest_images(
         for batch in embed_paths(
             exported, files, batch_size, progress=progress, description="embed"
         ):
-            index.add(_normalized(batch.features))
+            index.add(l2_normalize(batch.features))
             paths += [str(path) for path in batch.paths]
     if not paths:
         raise ValueError(f"none of the images in {folder} could be read")
     query_path = Path(query).resolve()
-    scores, rows = index.search(_normalized(embed_query(exported, query)), min(k + 1, len(paths)))
+    scores, rows = index.search(l2_normalize(embed_query(exported, query)), min(k + 1, len(paths)))
     found = [
         (paths[row], float(score))
         for score, row in zip(scores[0], rows[0], strict=True)
