@@ -15,6 +15,10 @@ from sklearn.metrics import (
     silhouette_score,
 )
 
+#: The scores against ground truth, and the label-free ones, as the tables show them.
+HEADLINE_SCORES = ("acc", "nmi", "ari")
+LABEL_FREE_SCORES = ("silhouette", "calinski_harabasz", "davies_bouldin")
+
 
 def _as_label_array(values: Any, name: str) -> np.ndarray:
     array = np.asarray(values)

@@ -15,15 +15,13 @@ import torch
 from omegaconf import DictConfig
 
 from semclust.inference.spec import to_plain
+from semclust.metrics import HEADLINE_SCORES, LABEL_FREE_SCORES
 from semclust.rundir import MODEL_STAGES, RunDirectory, write_json
 from semclust.stages.common import clear_checkpoints, known_num_clusters
 from semclust.stages.num_clusters import chosen_num_clusters
 from semclust.stages.registry import Stage, StageSkipped, registered_stages
 
 log = logging.getLogger(__name__)
-
-HEADLINE = ("acc", "nmi", "ari")
-LABEL_FREE = ("silhouette", "calinski_harabasz", "davies_bouldin")
 
 
 def quiet_lightning() -> None:
@@ -156,7 +154,9 @@ def summarize(run: RunDirectory, stages: list[Stage] | None = None) -> dict[str,
     summary["final_stage"] = run.final_model_stage() or (partitions[-1] if partitions else None)
     if summary["final_stage"]:
         final = summary["stages"][summary["final_stage"]]
-        summary.update({key: final[key] for key in HEADLINE + LABEL_FREE if key in final})
+        summary.update(
+            {key: final[key] for key in HEADLINE_SCORES + LABEL_FREE_SCORES if key in final}
+        )
     return summary
 
 
@@ -172,9 +172,9 @@ def format_table(summary: dict[str, Any], stages: list[Stage] | None = None) -> 
     entries = {key: summary["stages"].get(key) for key in names}
     labeled = any(entry and "acc" in entry for entry in entries.values())
     columns = (
-        dict(zip(HEADLINE, ("ACC", "NMI", "ARI"), strict=True))
+        dict(zip(HEADLINE_SCORES, ("ACC", "NMI", "ARI"), strict=True))
         if labeled
-        else dict(zip(LABEL_FREE, ("silhouette", "CH", "DB"), strict=True))
+        else dict(zip(LABEL_FREE_SCORES, ("silhouette", "CH", "DB"), strict=True))
     )
     rows = [f"{'method':<28}" + "".join(f"{title:>12}" for title in columns.values())]
     for key, name in names.items():

@@ -52,7 +52,8 @@ def test_a_registered_stage_runs_from_its_config_group_and_joins_the_manifest(
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert list(manifest["stages"]) == ["pretext", "backbone_size"]
     entry = manifest["stages"]["backbone_size"]
-    assert entry["status"] == "completed" and entry["outputs"] == {"size": "backbone_size/size.json"}
+    assert entry["status"] == "completed"
+    assert entry["outputs"] == {"size": "backbone_size/size.json"}
     assert entry["config"]["backbone_size"] == {"scale": 2}
     assert entry["metrics"]["backbone_kib"] > 0
     assert summary["stages"]["backbone_size"]["status"] == "completed"

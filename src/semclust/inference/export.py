@@ -25,7 +25,13 @@ from semclust.inference.spec import (
     preprocessing_spec,
 )
 from semclust.models import ClusteringModel
-from semclust.rundir import RunDirectory, load_weights, model_spec, read_json
+from semclust.rundir import (
+    MODEL_SPEC_NAME,
+    RunDirectory,
+    load_weights,
+    model_spec,
+    read_json,
+)
 
 #: Value of the ``format`` metadata key; bumped when the layout changes.
 EXPORT_FORMAT = "semclust.model/1"
@@ -157,8 +163,8 @@ def _model_json(source: Path) -> Path:
     """``model.json`` of a stage folder, or of the last completed clustering stage of a run."""
     if source.is_file():
         return source
-    if (source / "model.json").is_file():
-        return source / "model.json"
+    if (source / MODEL_SPEC_NAME).is_file():  # a stage folder
+        return source / MODEL_SPEC_NAME
     run = RunDirectory(source, create=False)
     if not run.manifest_path.is_file():
         raise FileNotFoundError(

@@ -15,14 +15,12 @@ from semclust.clustering.comparison_io import format_comparison, write_compariso
 from semclust.clustering.features import hog_features
 from semclust.clustering.selection import compare_methods
 from semclust.inference.spec import to_plain
+from semclust.metrics import HEADLINE_SCORES, LABEL_FREE_SCORES
 from semclust.rundir import K_CHOICE, RunDirectory, read_json
 from semclust.stages.cluster_heads import cached_split
 from semclust.stages.common import dataset_split, eval_loader, known_num_clusters
 from semclust.stages.num_clusters import choose_num_clusters
 from semclust.stages.registry import Stage, StageResult, register
-
-HEADLINE = ("acc", "nmi", "ari")
-LABEL_FREE = ("silhouette", "calinski_harabasz", "davies_bouldin")
 
 
 def run_classic(cfg: DictConfig, run: RunDirectory) -> StageResult:
@@ -70,7 +68,11 @@ def run_classic(cfg: DictConfig, run: RunDirectory) -> StageResult:
             "score_space": cfg.classic.score_space,
             "reason": comparison.reason,
             "candidates": len(comparison.rows),
-            **{key: best[key] for key in (*HEADLINE, *LABEL_FREE) if best.get(key) is not None},
+            **{
+                key: best[key]
+                for key in (*HEADLINE_SCORES, *LABEL_FREE_SCORES)
+                if best.get(key) is not None
+            },
             "clusters_used": int(best["clusters_found"]),
         }
     )

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from semclust.data import MultiViewDataset
 from semclust.inference.spec import backbone_spec
+from semclust.metrics import HEADLINE_SCORES
 from semclust.rundir import BACKBONE_SPEC, BACKBONE_WEIGHTS, RunDirectory, save_weights
 from semclust.stages.common import (
     build_trainer,
@@ -20,8 +21,6 @@ from semclust.stages.common import (
 )
 from semclust.stages.registry import StageResult
 from semclust.stages.scoring import ClusterEvaluation
-
-HEADLINE = ("acc", "nmi", "ari")
 
 
 def save_backbone(run: RunDirectory, backbone: torch.nn.Module, spec: dict) -> dict:
@@ -69,6 +68,6 @@ class TrainedPretext(Pretext):
         fit(cfg, run, "pretext", trainer, module, train_loader, eval_loader(cfg, val_set))
         outputs = save_backbone(run, backbone, backbone_spec(cfg.backbone))
         kmeans: dict[str, Any] = {
-            f"kmeans_{k}": v for k, v in evaluation.latest.items() if k in HEADLINE
+            f"kmeans_{k}": v for k, v in evaluation.latest.items() if k in HEADLINE_SCORES
         }
         return outputs, kmeans
