@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from semclust.config_store import register_configs
 from semclust.pipeline import train
+from semclust.runlog import USER_ERRORS, report_user_error
 from semclust.shorthand import register_timm_backbone_shorthand
 
 register_configs()
@@ -20,7 +21,10 @@ register_timm_backbone_shorthand(sys.argv[1:], Path(__file__).parent / "configs"
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    try:
+        train(cfg)
+    except USER_ERRORS as error:
+        sys.exit(report_user_error(error, "train.py"))
 
 
 if __name__ == "__main__":

@@ -148,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     neighbors.add_argument("query", help="the query image")
     neighbors.add_argument("-k", type=int, default=10, help="how many to list (default 10)")
     neighbors.add_argument(
-        "--embeddings", help="reuse the outputs of `semclust predict` on the same folder"
+        "--embeddings",
+        help="reuse the outputs of `semclust predict` on the same folder (refused if they "
+        "come from another folder, other files or another model)",
     )
     neighbors.add_argument("--batch-size", type=int, default=defaults.batch_size)
     neighbors.add_argument("--device", default=defaults.device)

@@ -5,6 +5,7 @@ themselves live in ``semclust.stages``, one module each, found by name in its re
 """
 
 import copy
+import functools
 import logging
 import time
 import warnings
@@ -12,16 +13,23 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from semclust.config_checks import check_config
+from semclust.failpoints import failpoint
+from semclust.fingerprints import data_fingerprint, describe_data, digest, outputs_digest
 from semclust.inference.spec import to_plain
 from semclust.metrics import HEADLINE_SCORES, LABEL_FREE_SCORES
 from semclust.rundir import MODEL_STAGES, RunDirectory, write_json
+from semclust.runlog import attach_log_file
 from semclust.stages.common import clear_checkpoints, known_num_clusters
 from semclust.stages.num_clusters import chosen_num_clusters
 from semclust.stages.registry import Stage, StageSkipped, registered_stages
 
 log = logging.getLogger(__name__)
+
+#: Trainer options that change a stage's numbers (devices change the batches under DDP).
+_RESULT_TRAINER_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision")
 
 
 def quiet_lightning() -> None:
@@ -35,6 +43,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings(
         "ignore", message=r".*module\(s\) in eval mode at the start of training"
     )
+    # Our training loaders resume mid-epoch through ResumableCheckpoint, not Lightning.
+    warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable")
     # Small datasets end up with few batches per epoch; we log per epoch anyway.
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval")
 
@@ -43,81 +53,151 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Run the configured stages in order and return the run's ``metrics.json`` content.
 
     The caller's config is left as it is: the pipeline works on a copy, which the stages'
-    ``prepare`` hooks and a chosen ``data.num_clusters`` complete.
+    ``prepare`` hooks and a chosen ``data.num_clusters`` complete. A stage finished earlier
+    in the same run directory from the same inputs is skipped (``resume=false`` runs it
+    again); an interrupted one continues from its last checkpoint.
     """
     quiet_lightning()
+    check_config(cfg)
     stages = registered_stages()
     known = [stage.name for stage in stages]
     unknown = [name for name in cfg.stages if name not in known]
     if unknown:
         raise ValueError(f"unknown stages {unknown}; choose from {known}")
     cfg = copy.deepcopy(cfg)
-    run = RunDirectory(cfg.paths.run_dir)
+    run = RunDirectory(cfg.paths.run_dir, create=False)
+    run.claim(overwrite=bool(cfg.get("overwrite", False)))
+    attach_log_file(run.root / "train.log")
+    if run.is_writer():
+        OmegaConf.save(cfg, run.root / "config.yaml")
     log.info("run directory: %s", run.root.resolve())
     for stage in stages:
         if stage.prepare is not None:
             stage.prepare(cfg)
+    data = data_fingerprint(to_plain(cfg.data))
+    ran = False
     for stage in (stage for stage in stages if stage.name in cfg.stages):
-        _run_stage(stage, cfg, run)
+        ran |= _run_stage(stage, stages, cfg, run, data)
         _wait_for_all_processes()  # later stages on every rank read what rank zero wrote
     summary = summarize(run, stages)
     write_json(run.metrics_path, summary)
     if cfg.get("report") and summary["final_stage"] in MODEL_STAGES and run.is_writer():
-        from semclust.inference.run_report import write_run_report
+        if ran or not run.report_path.is_file():
+            from semclust.inference.run_report import write_run_report
 
-        summary["report"] = str(write_run_report(run.root))
+            write_run_report(run.root)
+        summary["report"] = str(run.report_path)
         log.info("report: %s", summary["report"])
     print(format_table(summary, stages))
     return summary
 
 
-def _run_stage(stage: Stage, cfg: DictConfig, run: RunDirectory) -> None:
-    """Run one stage and record in the manifest how it went."""
+def _run_stage(
+    stage: Stage, stages: list[Stage], cfg: DictConfig, run: RunDirectory, data: str
+) -> bool:
+    """Run one stage, or skip it if it finished from the same inputs; record how it went.
+
+    Returns whether it ran.
+    """
     if stage.needs_num_clusters and known_num_clusters(cfg) is None:
         cfg.data.num_clusters = chosen_num_clusters(run, stage.name)
     run.stage_dir(stage.name)
-    if run.stage_status(stage.name) in ("completed", "skipped"):
-        clear_checkpoints(run, stage.name)  # a finished stage asked for again starts afresh
-    stage_config = {
-        "data": to_plain(cfg.data),
-        "backbone": to_plain(cfg.backbone),
-        stage.name: to_plain(cfg[stage.name]),
-        "seed": cfg.seed,
+    recorded = run.read_manifest()["stages"]
+    upstream = stage.upstream(cfg, stages)
+    _refuse_other_data(stage.name, upstream, recorded, data, cfg)
+    stage_config = _stage_config(stage, cfg)
+    fingerprint = {
+        "config": digest(stage_config),
+        "data": data,
+        "upstream": {
+            name: recorded[name].get("outputs_digest")
+            for name in upstream
+            if recorded.get(name, {}).get("status") == "completed"
+        },
     }
-    if known_num_clusters(cfg) is None:
-        stage_config["choose_k"] = to_plain(cfg.choose_k)
-    run.record_stage(stage.name, "running", stage_config)
+    entry = recorded.get(stage.name, {})
+    same_inputs = cfg.resume and entry.get("fingerprint") == fingerprint
+    if same_inputs and _finished_intact(run, entry):
+        log.info("%s: finished earlier from the same inputs; skipped", stage.name)
+        return False
+    if entry and (not same_inputs or entry.get("status") in ("completed", "skipped")):
+        clear_checkpoints(run, stage.name)  # its inputs changed, or it is asked for afresh
+    record = functools.partial(run.record_stage, stage.name, config=stage_config)
+    record(status="running", fingerprint=fingerprint)
     pl.seed_everything(stage.seed(cfg.seed), workers=True, verbose=False)
     started = time.perf_counter()
     try:
         outputs, metrics = stage.run(cfg, run)
     except StageSkipped as reason:
         log.warning("%s: %s", stage.name, reason)
-        run.record_stage(
-            stage.name,
-            "skipped",
-            stage_config,
+        record(
+            status="skipped",
             note=str(reason),
             wall_time_s=time.perf_counter() - started,
+            fingerprint=fingerprint,
         )
-        return
+        return True
     except BaseException as error:
-        run.record_stage(
-            stage.name,
-            "failed",
-            stage_config,
+        record(
+            status="failed",
             note=f"{type(error).__name__}: {error}",
             wall_time_s=time.perf_counter() - started,
+            fingerprint=fingerprint,
         )
         raise
-    run.record_stage(
-        stage.name,
-        "completed",
-        stage_config,
-        outputs,
-        metrics,
+    failpoint("stage.finished")
+    record(
+        status="completed",
+        outputs=outputs,
+        metrics=metrics,
         wall_time_s=time.perf_counter() - started,
+        fingerprint=fingerprint,
+        outputs_digest=outputs_digest(outputs.values()),
     )
+    return True
+
+
+def _stage_config(stage: Stage, cfg: DictConfig) -> dict[str, Any]:
+    """The part of the config a stage's result depends on (recorded, and fingerprinted)."""
+    config = {
+        "data": to_plain(cfg.data),
+        "backbone": to_plain(cfg.backbone),
+        stage.name: to_plain(cfg[stage.name]),
+        "seed": cfg.seed,
+        "trainer": {key: to_plain(cfg.trainer.get(key)) for key in _RESULT_TRAINER_KEYS},
+    }
+    config["data"].pop("num_workers", None)  # seeded per sample: workers change nothing
+    if known_num_clusters(cfg) is None:
+        config["choose_k"] = to_plain(cfg.choose_k)
+    for key in stage.fingerprint_ignores:
+        group, _, name = key.partition(".")
+        config.get(group, {}).pop(name, None)
+    return config
+
+
+def _finished_intact(run: RunDirectory, entry: dict[str, Any]) -> bool:
+    """A finished stage whose outputs are still as it wrote them."""
+    if entry.get("status") == "skipped":
+        return True
+    if entry.get("status") != "completed":
+        return False
+    paths = [run.root / path for path in entry.get("outputs", {}).values()]
+    return outputs_digest(paths) == entry.get("outputs_digest")
+
+
+def _refuse_other_data(
+    name: str, upstream: tuple[str, ...], recorded: dict, data: str, cfg: DictConfig
+) -> None:
+    """A stage never reads outputs that earlier stages made from other images."""
+    for source in upstream:
+        made_from = recorded.get(source, {}).get("fingerprint", {}).get("data")
+        if made_from is not None and made_from != data:
+            raise ValueError(
+                f"stage {name!r} would read the outputs of {source!r} in {cfg.paths.run_dir}, "
+                f"which were made from other data than {describe_data(to_plain(cfg.data))}; "
+                f"run {source!r} again too (stages=[{source},...,{name}]) or use a new "
+                "paths.run_dir"
+            )
 
 
 def _wait_for_all_processes() -> None:

@@ -25,6 +25,9 @@ K_CHOICE: Artifact = ("choose_k", "choice.json")
 MODEL_WEIGHTS_NAME = "model.safetensors"
 MODEL_SPEC_NAME = "model.json"
 
+#: Marks a manifest.json as semclust's, so a run directory is recognised as one of ours.
+RUN_FORMAT = "semclust-run/1"
+
 #: Stages that leave a clustering model (model.safetensors + model.json), in running order;
 #: a run's final model is that of the last one completed.
 MODEL_STAGES = ("scan", "selflabel")
@@ -50,6 +53,10 @@ class MissingArtifactError(FileNotFoundError):
     """A stage's input is missing: the message names the stage that produces it."""
 
 
+class RunDirectoryError(ValueError):
+    """``paths.run_dir`` cannot be used: someone else's folder, or not writable."""
+
+
 class RunDirectory:
     """One run's folder: ``<stage>/`` subfolders, ``manifest.json`` and ``metrics.json``."""
 
@@ -60,6 +67,50 @@ class RunDirectory:
         self.manifest_path = self.root / "manifest.json"
         self.metrics_path = self.root / "metrics.json"
         self.report_path = self.root / "report.html"
+
+    def claim(self, overwrite: bool = False) -> None:
+        """Make sure the folder is new, empty or a semclust run before anything is written.
+
+        Anything else (someone's own files, another program's ``manifest.json``) is refused
+        untouched unless ``overwrite``; a folder that cannot be written is refused too.
+        """
+        if not is_writer():
+            return  # rank zero checks and creates; the others follow it
+        if self.root.exists() and not self.root.is_dir():
+            raise RunDirectoryError(f"paths.run_dir={self.root} is a file, not a folder")
+        foreign = self._foreign_entries()
+        if foreign and not overwrite:
+            shown = ", ".join(sorted(foreign)[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise RunDirectoryError(
+                f"paths.run_dir={self.root} is not empty and is not a semclust run "
+                f"({len(foreign)} entries: {shown}); choose a new folder, or pass "
+                "overwrite=true to write the run into it anyway"
+            )
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            manifest = {"stages": {}} if foreign else self.read_manifest()
+            write_json(self.manifest_path, {"format": RUN_FORMAT, **manifest})
+        except PermissionError as error:
+            raise RunDirectoryError(
+                f"cannot write to paths.run_dir={self.root} ({error.strerror}); choose a "
+                "folder you can write to"
+            ) from error
+
+    def _foreign_entries(self) -> list[str]:
+        """What in the folder is not of a semclust run (nothing if it is one, or empty)."""
+        if not self.root.is_dir():
+            return []
+        entries = [entry.name for entry in self.root.iterdir()]
+        if not self.manifest_path.is_file():
+            return entries
+        try:
+            manifest = read_json(self.manifest_path)
+        except ValueError:
+            return entries
+        ours = isinstance(manifest, dict) and (
+            manifest.get("format") == RUN_FORMAT or isinstance(manifest.get("stages"), dict)
+        )
+        return [] if ours else entries
 
     def stage_dir(self, stage: str) -> Path:
         """``<run>/<stage>``, created if needed."""
@@ -110,7 +161,12 @@ class RunDirectory:
     def read_manifest(self) -> dict[str, Any]:
         if not self.manifest_path.is_file():
             return {"stages": {}}
-        return read_json(self.manifest_path)
+        manifest = read_json(self.manifest_path)
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("stages"), dict):
+            raise RunDirectoryError(
+                f"{self.manifest_path} is not a semclust run manifest (no 'stages' table)"
+            )
+        return manifest
 
     def record_stage(
         self,
@@ -121,8 +177,10 @@ class RunDirectory:
         metrics: Mapping[str, Any] | None = None,
         note: str | None = None,
         wall_time_s: float | None = None,
+        **extra: Any,
     ) -> None:
-        """Record a stage's status, outputs (relative to the run), config and metrics."""
+        """Record a stage's status, outputs (relative to the run), config and metrics, plus
+        ``extra`` entries (its fingerprint, its outputs' digest)."""
         manifest = self.read_manifest()
         entry: dict[str, Any] = {
             "status": status,
@@ -130,6 +188,7 @@ class RunDirectory:
             "outputs": {key: _relative(value, self.root) for key, value in (outputs or {}).items()},
             "config": dict(config),
             "metrics": dict(metrics or {}),
+            **extra,
         }
         if note:
             entry["note"] = note

@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from semclust.data.datasets import ImageDataset
+from semclust.data.sampling import SampleKey, SeededShuffleSampler, seeded_views, split_key
 
 
 class MultiViewDataset(Dataset):
@@ -24,9 +25,13 @@ class MultiViewDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
+        index, seed = split_key(key)
         sample = self.base[index]
-        views = {name: transform(sample["image"]) for name, transform in self.transforms.items()}
+        with seeded_views(seed):
+            views = {
+                name: transform(sample["image"]) for name, transform in self.transforms.items()
+            }
         return {**views, "target": sample["target"], "index": sample["index"]}
 
 
@@ -51,14 +56,18 @@ class NeighborsDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
+        index, seed = split_key(key)
         anchor = self.base[index]
         candidates = self.neighbor_indices[index]
-        neighbor_index = int(candidates[torch.randint(len(candidates), ())])
-        neighbor = self.base[neighbor_index]
+        with seeded_views(seed):
+            neighbor_index = int(candidates[torch.randint(len(candidates), ())])
+            neighbor = self.base[neighbor_index]
+            anchor_view = self.transform(anchor["image"])
+            neighbor_view = self.transform(neighbor["image"])
         return {
-            "anchor": self.transform(anchor["image"]),
-            "neighbor": self.transform(neighbor["image"]),
+            "anchor": anchor_view,
+            "neighbor": neighbor_view,
             "index": index,
             "neighbor_index": neighbor_index,
             "target": anchor["target"],
@@ -66,13 +75,28 @@ class NeighborsDataset(Dataset):
 
 
 def make_loader(
-    dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int, drop_last: bool = False
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int,
+    drop_last: bool = False,
+    seed: int | None = None,
 ) -> DataLoader:
-    """A DataLoader with the settings every stage shares."""
+    """A DataLoader with the settings every stage shares.
+
+    With a ``seed``, a shuffling loader draws its order and every sample's views from the
+    seed, epoch and index alone (:mod:`semclust.data.sampling`), so a resumed run repeats an
+    uninterrupted one exactly; the dataset must accept :class:`SampleKey` keys.
+    """
+    seeded = shuffle and seed is not None
     return DataLoader(
         dataset,
         batch_size=min(batch_size, len(dataset)),
-        shuffle=shuffle,
+        shuffle=shuffle and not seeded,
+        sampler=SeededShuffleSampler(len(dataset), seed) if seeded else None,
+        # The loader's own generator, so creating an iterator draws nothing from the global
+        # random state the model may use.
+        generator=torch.Generator().manual_seed(seed) if seeded else None,
         num_workers=num_workers,
         drop_last=drop_last and len(dataset) > batch_size,
         persistent_workers=num_workers > 0,

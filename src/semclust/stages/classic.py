@@ -100,5 +100,6 @@ register(
         partitions=True,
         table_rows={"classic": "classic (label-free pick)"},
         seed_offset=4,
+        consumes=lambda cfg: ("mine",) if cfg.classic.features == "pretext" else (),
     )
 )

@@ -1,7 +1,9 @@
 """What every stage shares: datasets and loaders from the config, the trainer, resuming."""
 
 import csv
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -13,6 +15,10 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from semclust.data import MultiViewDataset, build_dataset, make_loader, view_transforms
 from semclust.inference.spec import backbone_from_spec
 from semclust.rundir import BACKBONE_SPEC, BACKBONE_WEIGHTS, RunDirectory, load_weights, read_json
+from semclust.stages.checkpointing import ResumableCheckpoint
+from semclust.stages.registry import stage_seed
+
+log = logging.getLogger(__name__)
 
 
 def known_num_clusters(cfg: DictConfig) -> int | None:
@@ -50,9 +56,22 @@ def dataset_split(cfg: DictConfig, run: RunDirectory, split_key: str) -> Any:
 
 
 def loader(cfg: DictConfig, dataset: Any, shuffle: bool, batch_size: int) -> Any:
-    """A training (``shuffle``) or evaluation loader with the data config's workers."""
+    """An evaluation loader with the data config's workers (or a plain shuffled one)."""
     return make_loader(
         dataset, batch_size, shuffle=shuffle, num_workers=cfg.data.num_workers, drop_last=shuffle
+    )
+
+
+def training_loader(cfg: DictConfig, stage: str, dataset: Any, batch_size: int) -> Any:
+    """A stage's training loader: its order and views follow from the stage's seed and the
+    epoch alone, so a resumed stage sees exactly the batches it would have seen."""
+    return make_loader(
+        dataset,
+        batch_size,
+        shuffle=True,
+        num_workers=cfg.data.num_workers,
+        drop_last=True,
+        seed=stage_seed(stage, cfg.seed),
     )
 
 
@@ -81,18 +100,24 @@ def build_trainer(
 ) -> tuple[pl.Trainer, ModelCheckpoint]:
     """A Lightning trainer for one stage, checkpointing into ``<run>/<stage>/checkpoints``.
 
-    ``last.ckpt`` is always written so a crashed stage resumes where it stopped; with a
-    ``monitor`` the lowest value's checkpoint is kept as ``best.ckpt`` too.
+    ``last.ckpt`` is written after every epoch and every ``checkpoint_every_minutes`` within
+    one (:class:`ResumableCheckpoint`), so a killed stage resumes where it stopped; with a
+    ``monitor``, the checkpoint of its lowest value is kept as ``best.ckpt`` too (returned).
     """
-    checkpoint = ModelCheckpoint(
-        dirpath=run.checkpoint_dir(stage),
-        filename="best",
-        monitor=monitor,
-        mode="min",
-        save_last=True,
-        save_top_k=1 if monitor else 0,
-        enable_version_counter=False,
+    run.checkpoint_dir(stage).mkdir(parents=True, exist_ok=True)
+    resumable = ResumableCheckpoint(
+        run.last_checkpoint(stage), stage, cfg.get("checkpoint_every_minutes")
     )
+    best = None
+    if monitor:
+        best = ModelCheckpoint(
+            dirpath=run.checkpoint_dir(stage),
+            filename="best",
+            monitor=monitor,
+            mode="min",
+            save_top_k=1,
+            enable_version_counter=False,
+        )
     logger = False
     if cfg.get("logger"):
         logger = hydra.utils.instantiate(cfg.logger, name=stage, version="")
@@ -100,11 +125,11 @@ def build_trainer(
         cfg.trainer,
         default_root_dir=str(run.stage_dir(stage)),
         max_epochs=max_epochs,
-        callbacks=[checkpoint, *callbacks],
+        callbacks=[*callbacks, *([best] if best else []), resumable],
         logger=logger,
         **trainer_kwargs,
     )
-    return trainer, checkpoint
+    return trainer, best
 
 
 def fit(
@@ -117,17 +142,46 @@ def fit(
     val_loader: Any,
 ) -> None:
     """``trainer.fit``, continuing from the stage's ``last.ckpt`` when ``resume`` is on."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, ResumableCheckpoint):
+            callback.train_loader = train_loader
     last = run.last_checkpoint(stage)
+    resume_from = last if cfg.resume and _readable_checkpoint(last, stage) else None
+    if resume_from is not None:
+        log.info("%s: resuming from %s", stage, resume_from)
     trainer.fit(
         module,
         train_loader,
         val_loader,
-        ckpt_path=str(last) if cfg.resume and last.is_file() else None,
+        ckpt_path=None if resume_from is None else str(resume_from),
         weights_only=True,
     )
 
 
+def _readable_checkpoint(path: Path, stage: str) -> bool:
+    """Whether ``path`` exists and loads; an unreadable one is set aside with a warning."""
+    if not path.is_file():
+        return False
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, foreign pickle, ...: all mean "start over"
+        aside = path.with_name(path.name + ".unreadable")
+        path.replace(aside)
+        log.warning(
+            "%s: cannot read the checkpoint %s (%s: %s); it is kept as %s and the stage "
+            "starts over",
+            stage,
+            path,
+            type(error).__name__,
+            str(error).splitlines()[0] if str(error) else "",
+            aside.name,
+        )
+        return False
+    return True
+
+
 def clear_checkpoints(run: RunDirectory, stage: str) -> None:
-    """Remove a finished stage's checkpoints before it is run again from scratch."""
-    for path in run.checkpoint_dir(stage).glob("*.ckpt"):
-        path.unlink()
+    """Remove a stage's checkpoints before it is run again from scratch."""
+    for pattern in ("*.ckpt", "*.ckpt.tmp"):
+        for path in run.checkpoint_dir(stage).glob(pattern):
+            path.unlink()

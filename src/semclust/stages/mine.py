@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from semclust.clustering.neighbors import mine_neighbors, neighbor_accuracy
 from semclust.clustering.scores import evaluate_clusters, kmeans_predictions
+from semclust.failpoints import failpoint
 from semclust.inference.spec import preprocessing_spec, to_plain
 from semclust.rundir import (
     BACKBONE_WEIGHTS,
@@ -63,6 +64,7 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> StageResult:
                 trainer.validate(extractor, eval_loader(cfg, dataset), verbose=False)
                 result = extractor.validation_result()
                 embedded[split_key] = (result.features.numpy(), result.targets.numpy())
+                failpoint("mine.embedded")
         features, targets = embedded[split_key]
         neighbors = mine_neighbors(features, cfg.mine.num_neighbors, use_gpu=cfg.mine.use_gpu)
         for name, array in (("features", features), ("targets", targets), ("neighbors", neighbors)):
@@ -126,5 +128,6 @@ register(
         needs_num_clusters=False,
         table_rows={"kmeans": "k-means (pretext features)"},
         seed_offset=1,
+        consumes=("pretext",),
     )
 )

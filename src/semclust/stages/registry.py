@@ -35,6 +35,10 @@ class Stage:
     ``table_rows`` names the rows the stage adds to the closing table: its own name for its
     metrics, or the key of a nested metrics dict (mine's ``kmeans``). ``partitions``: its
     metrics score a partition of the images, so it can be a run's final result.
+    ``consumes`` names the earlier stages whose outputs it reads (``None``: every earlier
+    one; a callable gets the config); their outputs' digests are part of its fingerprint, so
+    it runs again when they change. ``fingerprint_ignores`` lists config keys its result
+    does not depend on (``data.num_clusters`` for the pretext).
     """
 
     name: str
@@ -47,11 +51,19 @@ class Stage:
     #: Added to the run's seed. None derives it from the name alone, so adding a stage moves
     #: no other stage's seed; the first stages keep the offsets they always had.
     seed_offset: int | None = None
+    consumes: tuple[str, ...] | Callable[[DictConfig], tuple[str, ...]] | None = None
+    fingerprint_ignores: tuple[str, ...] = ()
 
     def seed(self, seed: int) -> int:
         if self.seed_offset is not None:
             return seed + self.seed_offset
         return seed + 1000 + zlib.crc32(self.name.encode()) % 1_000_000
+
+    def upstream(self, cfg: DictConfig, stages: list["Stage"]) -> tuple[str, ...]:
+        """The earlier stages whose outputs this one reads under ``cfg``."""
+        if self.consumes is None:
+            return tuple(stage.name for stage in stages if stage.order < self.order)
+        return self.consumes(cfg) if callable(self.consumes) else self.consumes
 
 
 _REGISTRY: dict[str, Stage] = {}
@@ -64,6 +76,11 @@ def register(stage: Stage) -> Stage:
         raise ValueError(f"two stages are named {stage.name!r}")
     _REGISTRY[stage.name] = stage
     return stage
+
+
+def stage_seed(name: str, seed: int) -> int:
+    """The seed stage ``name`` runs under when the run's seed is ``seed``."""
+    return _REGISTRY[name].seed(seed)
 
 
 def registered_stages() -> list[Stage]:

@@ -35,8 +35,8 @@ from semclust.stages.common import (
     eval_loader,
     fit,
     load_backbone,
-    loader,
     optional_factory,
+    training_loader,
 )
 from semclust.stages.registry import Stage, StageResult, register
 from semclust.stages.scoring import ClusterEvaluation, final_scores
@@ -203,7 +203,7 @@ def run_scan(cfg: DictConfig, run: RunDirectory) -> StageResult:
     trainer, checkpoint = build_trainer(
         cfg, "scan", run, cfg.scan.epochs, [evaluation], monitor="val/lowest_loss"
     )
-    train_loader = loader(cfg, pairs, True, cfg.scan.batch_size)
+    train_loader = training_loader(cfg, "scan", pairs, cfg.scan.batch_size)
     fit(cfg, run, "scan", trainer, module, train_loader, val_loader)
     # Keep the epoch and head with the lowest validation SCAN loss: no labels involved.
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
@@ -227,6 +227,12 @@ def run_scan(cfg: DictConfig, run: RunDirectory) -> StageResult:
 
 register(
     Stage(
-        "scan", order=30, run=run_scan, partitions=True, table_rows={"scan": "SCAN"}, seed_offset=2
+        "scan",
+        order=30,
+        run=run_scan,
+        partitions=True,
+        table_rows={"scan": "SCAN"},
+        seed_offset=2,
+        consumes=("pretext", "mine"),
     )
 )

@@ -1,5 +1,6 @@
 """Clustering metrics of a stage's module after every validation epoch, logged."""
 
+import json
 from typing import Any
 
 import hydra
@@ -25,6 +26,13 @@ class ClusterEvaluation(Callback):
         self.seed = seed
         self.latest: dict[str, Any] = {}
 
+    # Kept in checkpoints: a stage resumed after its last validation still reports it.
+    def state_dict(self) -> dict[str, Any]:
+        return {"latest": json.dumps(self.latest, default=_plain)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.latest = json.loads(state_dict.get("latest", "{}"))
+
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
@@ -46,6 +54,11 @@ class ClusterEvaluation(Callback):
         }
         # Every process holds the same gathered result, so no further reduction is needed.
         pl_module.log_dict(scalars, sync_dist=False, rank_zero_only=True)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays as JSON values."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def final_scores(cfg: DictConfig, module: pl.LightningModule, val_loader: Any) -> dict:

@@ -34,8 +34,8 @@ from semclust.stages.common import (
     dataset_split,
     eval_loader,
     fit,
-    loader,
     optional_factory,
+    training_loader,
 )
 from semclust.stages.registry import Stage, StageResult, StageSkipped, register
 from semclust.stages.scoring import ClusterEvaluation, final_scores
@@ -192,7 +192,7 @@ def run_selflabel(cfg: DictConfig, run: RunDirectory) -> StageResult:
         [evaluation],
         check_val_every_n_epoch=cfg.selflabel.val_every_n_epochs,
     )
-    train_loader = loader(cfg, pairs, True, cfg.selflabel.batch_size)
+    train_loader = training_loader(cfg, "selflabel", pairs, cfg.selflabel.batch_size)
     fit(cfg, run, "selflabel", trainer, module, train_loader, val_loader)
     scores = final_scores(cfg, module, val_loader)
     scan_entry = run.read_manifest()["stages"].get("scan", {})
@@ -232,5 +232,6 @@ register(
         partitions=True,
         table_rows={"selflabel": "SCAN + self-labeling"},
         seed_offset=3,
+        consumes=("pretext", "mine", "scan"),
     )
 )

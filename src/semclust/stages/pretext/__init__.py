@@ -37,5 +37,8 @@ register(
         prepare=prepare_pretext,
         needs_num_clusters=False,
         seed_offset=0,
+        consumes=(),
+        # K only names the k-means clusters it logs; a new K does not retrain the backbone.
+        fingerprint_ignores=("data.num_clusters",),
     )
 )

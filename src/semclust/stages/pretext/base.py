@@ -17,7 +17,7 @@ from semclust.stages.common import (
     eval_loader,
     fit,
     known_num_clusters,
-    loader,
+    training_loader,
 )
 from semclust.stages.registry import StageResult
 from semclust.stages.scoring import ClusterEvaluation
@@ -64,7 +64,7 @@ class TrainedPretext(Pretext):
             check_val_every_n_epoch=cfg.pretext.val_every_n_epochs,
         )
         train_pairs = MultiViewDataset(train_set, train_views)
-        train_loader = loader(cfg, train_pairs, True, cfg.pretext.batch_size)
+        train_loader = training_loader(cfg, "pretext", train_pairs, cfg.pretext.batch_size)
         fit(cfg, run, "pretext", trainer, module, train_loader, eval_loader(cfg, val_set))
         outputs = save_backbone(run, backbone, backbone_spec(cfg.backbone))
         kmeans: dict[str, Any] = {

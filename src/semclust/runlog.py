@@ -1,0 +1,49 @@
+"""The run's log file, and how a failed run is reported.
+
+Errors of the user's making (a bad value, a missing file, a folder that is not a run) are
+printed as one line; their traceback goes to ``<run>/train.log`` only, for a bug report.
+"""
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from semclust.rundir import MissingArtifactError, RunDirectoryError
+
+#: Exceptions whose message tells the user what to change; anything else is a bug of ours.
+USER_ERRORS = (ValueError, OSError, MissingArtifactError, RunDirectoryError)
+
+_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+_log_file: Path | None = None
+
+
+def attach_log_file(path: Path) -> None:
+    """Copy every log record (INFO and up) to ``path``, appended across invocations."""
+    global _log_file
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == path:
+            return
+    handler = logging.FileHandler(path, mode="a")
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.setLevel(logging.INFO)
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    _log_file = path
+
+
+def report_user_error(error: BaseException, program: str) -> int:
+    """Print ``error`` as one line (traceback to the run's log file); the exit status."""
+    where = ""
+    if _log_file is not None:
+        try:
+            with open(_log_file, "a") as file:
+                file.write("".join(traceback.format_exception(error)))
+            where = f" (traceback in {_log_file})"
+        except OSError:
+            pass
+    message = " ".join(str(error).split()) or type(error).__name__
+    print(f"{program}: error: {message}{where}", file=sys.stderr)
+    return 2
