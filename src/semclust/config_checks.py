@@ -122,7 +122,8 @@ RULES: list[Rule] = [
     ("scan.entropy_weight", *NON_NEGATIVE),
     ("scan.num_heads", *POSITIVE_INT),
     ("scan.augmentation", *one_of("strong", "weak", "eval")),
-    ("selflabel.threshold", *number(0, 1, open_low=True, open_high=True)),
+    # 0 takes every prediction as a pseudo-label (tests use it); 1 would take none.
+    ("selflabel.threshold", *number(0, 1, open_high=True)),
     ("selflabel.class_balancing", *BOOL),
     ("selflabel.ema_decay", *either(None, number(0, 1, open_high=True))),
     ("selflabel.min_confident_fraction", *FRACTION),

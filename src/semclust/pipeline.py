@@ -108,7 +108,7 @@ def _run_stage(
     stage_config = _stage_config(stage, cfg)
     fingerprint = {
         "config": digest(stage_config),
-        "data": data,
+        "data": data if stage.depends_on_images(cfg) else None,
         "upstream": {
             name: recorded[name].get("outputs_digest")
             for name in upstream

@@ -74,22 +74,42 @@ def test_evaluate_rejects_bad_checkpoints(compose_config, tmp_path, content, mes
         evaluate(cfg)
 
 
+def _pretend_interrupted(run_dir, stage):
+    """The manifest of a process that died after ``stage``'s last checkpoint: "running"."""
+    run = RunDirectory(run_dir)
+    entry = run.read_manifest()["stages"][stage]
+    run.record_stage(stage, "running", entry["config"], fingerprint=entry["fingerprint"])
+    return run
+
+
 @pytest.mark.parametrize("pretext", ["simclr", "autoencoder"])
 def test_interrupted_stage_resumes_from_last_checkpoint(tiny_config, tmp_path, pretext):
     run_dir = tmp_path / "run"
-    train(tiny_config(f"pretext={pretext}", "stages=[pretext]", "pretext.epochs=1"))
+    command = [f"pretext={pretext}", "stages=[pretext]", "pretext.epochs=1"]
+    train(tiny_config(*command))
     saved = torch.load(run_dir / "pretext/checkpoints/last.ckpt", weights_only=True)
-    # Pretend the process died mid-stage: the manifest still says "running".
-    run = RunDirectory(run_dir)
-    run.record_stage("pretext", "running", {})
+    (run_dir / "pretext/backbone.safetensors").unlink()
+    run = _pretend_interrupted(run_dir, "pretext")
 
-    # Another seed would train different weights; resuming a finished epoch trains none.
-    train(tiny_config(f"pretext={pretext}", "stages=[pretext]", "pretext.epochs=1", "seed=7"))
+    train(tiny_config(*command))  # the same command: resumes a finished epoch, trains none
 
     backbone = load_file(str(run_dir / "pretext/backbone.safetensors"))
     for key, value in backbone.items():
         torch.testing.assert_close(value, saved["state_dict"][f"backbone.{key}"])
     assert run.stage_status("pretext") == "completed"
+
+
+def test_interrupted_stage_with_other_inputs_starts_afresh(tiny_config, tmp_path):
+    run_dir = tmp_path / "run"
+    train(tiny_config("stages=[pretext]", "pretext.epochs=1"))
+    saved = torch.load(run_dir / "pretext/checkpoints/last.ckpt", weights_only=True)
+    _pretend_interrupted(run_dir, "pretext")
+    train(tiny_config("stages=[pretext]", "pretext.epochs=1", "seed=7"))  # another seed
+    backbone = load_file(str(run_dir / "pretext/backbone.safetensors"))
+    assert any(
+        not torch.equal(value, saved["state_dict"][f"backbone.{key}"])
+        for key, value in backbone.items()
+    )
 
 
 def test_finished_stage_asked_for_again_starts_afresh(tiny_config, tmp_path):
@@ -106,9 +126,9 @@ def test_interrupted_scan_on_cached_features_resumes(tiny_config, tmp_path):
     frozen = ["scan.update_backbone=false", "scan.epochs=1"]
     train(tiny_config("stages=[pretext,mine,scan]", *frozen))
     saved = torch.load(run_dir / "scan/checkpoints/last.ckpt", weights_only=True)
-    RunDirectory(run_dir).record_stage("scan", "running", {})
+    _pretend_interrupted(run_dir, "scan")
 
-    train(tiny_config("stages=[scan]", *frozen, "seed=7"))
+    train(tiny_config("stages=[scan]", *frozen))
 
     heads = load_file(str(run_dir / "scan/model.safetensors"))
     best = int(saved["semclust"]["best_head"])

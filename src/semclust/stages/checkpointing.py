@@ -120,7 +120,8 @@ class ResumableCheckpoint(Checkpoint):
     def save(self, trainer: pl.Trainer) -> None:
         """Write the checkpoint next to ``path`` and rename it into place (rank zero)."""
         temporary = self.path.with_name(self.path.name + ".tmp")
-        trainer.save_checkpoint(temporary)  # every rank takes part; rank zero writes
+        # Every rank takes part; rank zero writes. Not weights only: optimizer, loops, callbacks.
+        trainer.save_checkpoint(temporary, weights_only=False)
         if trainer.is_global_zero:
             with open(temporary, "rb") as file:
                 os.fsync(file.fileno())

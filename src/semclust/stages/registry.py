@@ -38,7 +38,9 @@ class Stage:
     ``consumes`` names the earlier stages whose outputs it reads (``None``: every earlier
     one; a callable gets the config); their outputs' digests are part of its fingerprint, so
     it runs again when they change. ``fingerprint_ignores`` lists config keys its result
-    does not depend on (``data.num_clusters`` for the pretext).
+    does not depend on (``data.num_clusters`` for the pretext). ``reads_images``: whether
+    its result depends on the run's images (not so for a pretrained backbone), so that its
+    outputs may serve a run on other images.
     """
 
     name: str
@@ -53,6 +55,7 @@ class Stage:
     seed_offset: int | None = None
     consumes: tuple[str, ...] | Callable[[DictConfig], tuple[str, ...]] | None = None
     fingerprint_ignores: tuple[str, ...] = ()
+    reads_images: bool | Callable[[DictConfig], bool] = True
 
     def seed(self, seed: int) -> int:
         if self.seed_offset is not None:
@@ -64,6 +67,9 @@ class Stage:
         if self.consumes is None:
             return tuple(stage.name for stage in stages if stage.order < self.order)
         return self.consumes(cfg) if callable(self.consumes) else self.consumes
+
+    def depends_on_images(self, cfg: DictConfig) -> bool:
+        return self.reads_images(cfg) if callable(self.reads_images) else self.reads_images
 
 
 _REGISTRY: dict[str, Stage] = {}

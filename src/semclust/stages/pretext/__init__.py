@@ -40,5 +40,6 @@ register(
         consumes=(),
         # K only names the k-means clusters it logs; a new K does not retrain the backbone.
         fingerprint_ignores=("data.num_clusters",),
+        reads_images=lambda cfg: configured_pretext(cfg).reads_images,
     )
 )

@@ -33,6 +33,9 @@ def save_backbone(run: RunDirectory, backbone: torch.nn.Module, spec: dict) -> d
 class Pretext:
     """A way to get the backbone. ``pretext._target_`` names the subclass."""
 
+    #: Whether the backbone is learnt from the run's images (a pretrained one is not).
+    reads_images = True
+
     def prepare(self, cfg: DictConfig) -> None:
         """Adjust the composed config before any stage runs (nothing by default)."""
 

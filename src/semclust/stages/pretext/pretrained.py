@@ -44,6 +44,8 @@ class PretrainedPretext(Pretext):
     """``pretext=pretrained``: build the configured network with its weights and save it as
     the run's backbone; nothing is trained."""
 
+    reads_images = False  # the network's own weights, whatever the run's images
+
     def prepare(self, cfg: DictConfig) -> None:
         """Show images to the network as its weights were trained to see them (input size,
         mean, std), unless ``pretext.match_preprocessing=false``."""
