@@ -5,18 +5,24 @@ With `predict.input_dir=DIR predict.out=OUT` it clusters a folder instead, as
 `semclust predict` does.
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from semclust.config_store import register_configs
 from semclust.evaluation import evaluate
+from semclust.runlog import USER_ERRORS, report_user_error
 
 register_configs()
 
 
 @hydra.main(config_path="configs", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    try:
+        evaluate(cfg)
+    except USER_ERRORS as error:
+        sys.exit(report_user_error(error, "evaluate.py"))
 
 
 if __name__ == "__main__":

@@ -224,7 +224,11 @@ def summarize(run: RunDirectory, stages: list[Stage] | None = None) -> dict[str,
         entry = recorded.get(stage.name)
         if entry is None:
             continue
-        metrics = {k: v for k, v in entry["metrics"].items() if not isinstance(v, dict)}
+        # Scores only: bookkeeping such as which cached features were reused stays in the
+        # manifest, so an interrupted run's metrics.json equals an uninterrupted one's.
+        metrics = {
+            k: v for k, v in entry["metrics"].items() if isinstance(v, int | float | str | bool)
+        }
         summary["stages"][stage.name] = {"status": entry["status"], **metrics}
         for row in stage.table_rows:
             if row != stage.name and row in entry["metrics"]:

@@ -105,7 +105,7 @@ def test_message_names_the_range_and_the_value(compose_config):
         check_config(compose_config("train", ["pretext.epochs=-1"]))
     with pytest.raises(ConfigError, match=r"^seed must be an integer in \[0, \d+\], got 'abc'$"):
         check_config(compose_config("train", ["seed=abc"]))
-    with pytest.raises(ConfigError, match=r"selflabel\.threshold must be a number in \(0, 1\)"):
+    with pytest.raises(ConfigError, match=r"selflabel\.threshold must be a number in \[0, 1\)"):
         check_config(compose_config("train", ["selflabel.threshold=1.5"]))
 
 
