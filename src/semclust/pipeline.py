@@ -43,6 +43,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings(
         "ignore", message=r".*module\(s\) in eval mode at the start of training"
     )
+    # A resumed stage writes into its own checkpoint folder again, as it should.
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty")
     # Our training loaders resume mid-epoch through ResumableCheckpoint, not Lightning.
     warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable")
     # Small datasets end up with few batches per epoch; we log per epoch anyway.
