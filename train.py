@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from semclust.config_store import register_configs
 from semclust.pipeline import train
-from semclust.runlog import USER_ERRORS, report_user_error
+from semclust.runlog import USER_ERRORS, exit_on_error, in_distributed_run
 from semclust.shorthand import register_timm_backbone_shorthand
 
 register_configs()
@@ -23,8 +23,10 @@ register_timm_backbone_shorthand(sys.argv[1:], Path(__file__).parent / "configs"
 def main(cfg: DictConfig) -> None:
     try:
         train(cfg)
-    except USER_ERRORS as error:
-        sys.exit(report_user_error(error, "train.py"))
+    except Exception as error:
+        if isinstance(error, USER_ERRORS) or in_distributed_run():
+            exit_on_error(error, "train.py")
+        raise  # a bug of ours, in one process: Hydra shows where
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown stages {unknown}; choose from {known}")
     cfg = copy.deepcopy(cfg)
+    _sync_batchnorm_where_supported(cfg)
     run = RunDirectory(cfg.paths.run_dir, create=False)
     run.claim(overwrite=bool(cfg.get("overwrite", False)))
     attach_log_file(run.root / "train.log")
@@ -90,7 +91,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             write_run_report(run.root)
         summary["report"] = str(run.report_path)
         log.info("report: %s", summary["report"])
-    print(format_table(summary, stages))
+    if run.is_writer():
+        print(format_table(summary, stages))
     return summary
 
 
@@ -200,6 +202,19 @@ def _refuse_other_data(
                 f"run {source!r} again too (stages=[{source},...,{name}]) or use a new "
                 "paths.run_dir"
             )
+
+
+def _sync_batchnorm_where_supported(cfg: DictConfig) -> None:
+    """SyncBatchNorm needs CUDA; on CPU processes each keeps its own statistics."""
+    if not cfg.trainer.get("sync_batchnorm"):
+        return
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    on_gpus = accelerator in ("gpu", "cuda") or (
+        accelerator == "auto" and torch.cuda.is_available()
+    )
+    if not on_gpus:
+        log.info("trainer.sync_batchnorm is for GPUs; off for this %s run", accelerator)
+        cfg.trainer.sync_batchnorm = False
 
 
 def _wait_for_all_processes() -> None:

@@ -5,6 +5,7 @@ printed as one line; their traceback goes to ``<run>/train.log`` only, for a bug
 """
 
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -47,3 +48,31 @@ def report_user_error(error: BaseException, program: str) -> int:
     message = " ".join(str(error).split()) or type(error).__name__
     print(f"{program}: error: {message}{where}", file=sys.stderr)
     return 2
+
+
+def in_distributed_run() -> bool:
+    """Whether this process is one of several (DDP), started or about to be."""
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size() > 1
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def exit_on_error(error: BaseException, program: str) -> None:
+    """Report ``error`` and end the process with a non-zero status.
+
+    One of several DDP processes leaves at once (``os._exit``): its peers, waiting for it in
+    a collective, see the connection close and fail in turn, instead of waiting for the
+    collective's timeout (30 minutes) in a clean-up that needs them all.
+    """
+    if isinstance(error, USER_ERRORS):
+        status = report_user_error(error, program)
+    else:
+        traceback.print_exception(error)
+        status = 1
+    if in_distributed_run():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 _MASK64 = (1 << 64) - 1
 
@@ -55,39 +55,52 @@ def split_key(key: int | SampleKey) -> tuple[int, int | None]:
     return int(key), None
 
 
-class SeededShuffleSampler(Sampler[SampleKey]):
+class SeededShuffleSampler(DistributedSampler):
     """A new random order every epoch, from ``(seed, epoch)`` alone, resumable mid-epoch.
 
     ``set_epoch`` picks the epoch (Lightning calls it); ``resume_at(epoch, position)`` makes
     the next iteration start at ``position`` of that epoch's order, as if the samples before
-    it had just been drawn.
+    it had just been drawn. Under DDP each of the W processes takes every W-th sample of the
+    one order (the last ``len % W`` left out, like ``drop_last``), so the processes together
+    see what one process would; a ``DistributedSampler`` so that Lightning keeps it as is.
     """
 
     def __init__(self, size: int, seed: int) -> None:
+        # No super().__init__: it needs the process group, which starts later, at fit.
         self.size, self.seed = size, seed
         self.epoch, self._start = 0, 0
+
+    @staticmethod
+    def _replicas() -> tuple[int, int]:
+        """(this process's rank, the number of processes)."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
             self.epoch, self._start = epoch, 0
 
     def resume_at(self, epoch: int, position: int) -> None:
+        """Start the next iteration at ``position`` samples into ``epoch`` (all processes)."""
         self.epoch, self._start = epoch, position
 
     def __len__(self) -> int:
-        return self.size
+        return self.size // self._replicas()[1]
 
     def __iter__(self) -> Iterator[SampleKey]:
         # Built at once (not lazily), so the epoch and start in force at iter() time count.
+        rank, replicas = self._replicas()
+        usable = self.size // replicas * replicas
         order = torch.randperm(
             self.size, generator=torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
-        )[self._start :].tolist()
+        )[self._start + rank : usable : replicas].tolist()
         epoch, self._start = self.epoch, 0
         return iter([SampleKey(index, mix_seed(self.seed, epoch, index)) for index in order])
 
 
 def training_sampler(loader: Any) -> SeededShuffleSampler | None:
-    """The :class:`SeededShuffleSampler` a loader draws from, if any (also under DDP's wrapper)."""
+    """The :class:`SeededShuffleSampler` a loader draws from, if any."""
     for candidate in (
         getattr(loader, "sampler", None),
         getattr(getattr(loader, "batch_sampler", None), "sampler", None),

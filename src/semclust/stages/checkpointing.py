@@ -65,8 +65,9 @@ class ResumableCheckpoint(Checkpoint):
         self._last_save = time.monotonic()
         self._position = (0, 0)  # (epoch, batches of it done)
         self._resumed_states: dict[str, Any] | None = None
-        #: The training loader, set by ``fit`` before training starts.
+        #: The training loader and the number of processes, set by ``fit`` before training.
         self.train_loader: Any = None
+        self.world_size = 1
 
     # what goes into the checkpoint -------------------------------------------------------
 
@@ -80,7 +81,8 @@ class ResumableCheckpoint(Checkpoint):
         sampler = training_sampler(self.train_loader)
         if sampler is not None:  # before Lightning creates the first iterator
             epoch, batches = self._position
-            sampler.resume_at(epoch, batches * self.train_loader.batch_size)
+            processes = self.world_size
+            sampler.resume_at(epoch, batches * self.train_loader.batch_size * processes)
 
     # when to write it --------------------------------------------------------------------
 
@@ -89,12 +91,6 @@ class ResumableCheckpoint(Checkpoint):
             restore_random_states(self._resumed_states)
             self._resumed_states = None
         self._last_save = time.monotonic()
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Lightning sets the epoch on plain loaders; under DDP our sampler sits in a wrapper.
-        sampler = training_sampler(trainer.train_dataloader)
-        if sampler is not None:
-            sampler.set_epoch(trainer.current_epoch)
 
     def on_train_batch_end(
         self,

@@ -62,12 +62,18 @@ def loader(cfg: DictConfig, dataset: Any, shuffle: bool, batch_size: int) -> Any
     )
 
 
-def training_loader(cfg: DictConfig, stage: str, dataset: Any, batch_size: int) -> Any:
+def training_loader(
+    cfg: DictConfig, stage: str, dataset: Any, batch_size: int, trainer: pl.Trainer
+) -> Any:
     """A stage's training loader: its order and views follow from the stage's seed and the
-    epoch alone, so a resumed stage sees exactly the batches it would have seen."""
+    epoch alone, so a resumed stage sees exactly the batches it would have seen.
+
+    ``batch_size`` is the batch of one optimizer step over all processes: under DDP each of
+    the ``trainer``'s processes loads its share, so a recipe means the same on 1 or N devices.
+    """
     return make_loader(
         dataset,
-        batch_size,
+        -(-batch_size // trainer.world_size),
         shuffle=True,
         num_workers=cfg.data.num_workers,
         drop_last=True,
@@ -144,7 +150,7 @@ def fit(
     """``trainer.fit``, continuing from the stage's ``last.ckpt`` when ``resume`` is on."""
     for callback in trainer.callbacks:
         if isinstance(callback, ResumableCheckpoint):
-            callback.train_loader = train_loader
+            callback.train_loader, callback.world_size = train_loader, trainer.world_size
     last = run.last_checkpoint(stage)
     resume_from = last if cfg.resume and _readable_checkpoint(last, stage) else None
     if resume_from is not None:

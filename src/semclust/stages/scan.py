@@ -203,7 +203,7 @@ def run_scan(cfg: DictConfig, run: RunDirectory) -> StageResult:
     trainer, checkpoint = build_trainer(
         cfg, "scan", run, cfg.scan.epochs, [evaluation], monitor="val/lowest_loss"
     )
-    train_loader = training_loader(cfg, "scan", pairs, cfg.scan.batch_size)
+    train_loader = training_loader(cfg, "scan", pairs, cfg.scan.batch_size, trainer)
     fit(cfg, run, "scan", trainer, module, train_loader, val_loader)
     # Keep the epoch and head with the lowest validation SCAN loss: no labels involved.
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)

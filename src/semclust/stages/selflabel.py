@@ -192,7 +192,7 @@ def run_selflabel(cfg: DictConfig, run: RunDirectory) -> StageResult:
         [evaluation],
         check_val_every_n_epoch=cfg.selflabel.val_every_n_epochs,
     )
-    train_loader = training_loader(cfg, "selflabel", pairs, cfg.selflabel.batch_size)
+    train_loader = training_loader(cfg, "selflabel", pairs, cfg.selflabel.batch_size, trainer)
     fit(cfg, run, "selflabel", trainer, module, train_loader, val_loader)
     scores = final_scores(cfg, module, val_loader)
     scan_entry = run.read_manifest()["stages"].get("scan", {})

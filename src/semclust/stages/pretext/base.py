@@ -67,7 +67,7 @@ class TrainedPretext(Pretext):
             check_val_every_n_epoch=cfg.pretext.val_every_n_epochs,
         )
         train_pairs = MultiViewDataset(train_set, train_views)
-        train_loader = training_loader(cfg, "pretext", train_pairs, cfg.pretext.batch_size)
+        train_loader = training_loader(cfg, "pretext", train_pairs, cfg.pretext.batch_size, trainer)
         fit(cfg, run, "pretext", trainer, module, train_loader, eval_loader(cfg, val_set))
         outputs = save_backbone(run, backbone, backbone_spec(cfg.backbone))
         kmeans: dict[str, Any] = {
