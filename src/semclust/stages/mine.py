@@ -15,7 +15,12 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from semclust.clustering.neighbors import mine_neighbors, neighbor_accuracy
+from semclust.clustering.neighbors import (
+    AUTO_EXACT_MAX_ROWS,
+    MinedNeighbors,
+    neighbor_accuracy,
+    search_neighbors,
+)
 from semclust.clustering.scores import evaluate_clusters, kmeans_predictions
 from semclust.failpoints import failpoint
 from semclust.inference.spec import preprocessing_spec, to_plain
@@ -66,7 +71,14 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> StageResult:
                 embedded[split_key] = (result.features.numpy(), result.targets.numpy())
                 failpoint("mine.embedded")
         features, targets = embedded[split_key]
-        neighbors = mine_neighbors(features, cfg.mine.num_neighbors, use_gpu=cfg.mine.use_gpu)
+        mined_neighbors = _mine(cfg, features)
+        neighbors = mined_neighbors.neighbors
+        # auto may pick differently per split (by size): the train split's names the stage.
+        metrics.setdefault("neighbor_index", mined_neighbors.index)
+        metrics[f"{split_key}_neighbor_index"] = mined_neighbors.index
+        metrics[f"{split_key}_recall_at_k"] = mined_neighbors.recall
+        if mined_neighbors.params:
+            metrics[f"{split_key}_neighbor_index_params"] = mined_neighbors.params
         for name, array in (("features", features), ("targets", targets), ("neighbors", neighbors)):
             outputs[f"{split_key}_{name}"] = run.path(mined(split_key, name))
             reused = name != "neighbors" and split_key in metrics["reused_cached_features"]
@@ -88,6 +100,22 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> StageResult:
     scores = evaluate_clusters(val_features, predictions, val_targets)
     metrics["kmeans"] = {k: v for k, v in scores.items() if k != "cohesion"}
     return outputs, metrics
+
+
+def _mine(cfg: DictConfig, features: np.ndarray) -> MinedNeighbors:
+    mine = cfg.mine
+    return search_neighbors(
+        features,
+        mine.num_neighbors,
+        mine.get("index", "exact"),
+        use_gpu=mine.use_gpu,
+        nprobe=mine.get("nprobe"),
+        ef_search=mine.get("ef_search"),
+        target_recall=mine.get("target_recall", 0.95),
+        recall_sample=mine.get("recall_sample", 1000),
+        exact_max_rows=mine.get("exact_max_rows", AUTO_EXACT_MAX_ROWS),
+        seed=cfg.seed,
+    )
 
 
 def _file_digest(path: Path) -> str:
@@ -117,7 +145,8 @@ def _cached_features(run: RunDirectory, split_key: str) -> tuple[np.ndarray, np.
     paths = [run.path(mined(split_key, name)) for name in ("features", "targets")]
     if not all(path.is_file() for path in paths):
         return None
-    return np.load(paths[0]), np.load(paths[1])
+    # Memory-mapped: the search reads them in chunks instead of holding a second copy.
+    return np.load(paths[0], mmap_mode="r"), np.load(paths[1])
 
 
 register(
