@@ -5,14 +5,12 @@ With `predict.input_dir=DIR predict.out=OUT` it clusters a folder instead, as
 `semclust predict` does.
 """
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
 from semclust.config_store import register_configs
 from semclust.evaluation import evaluate
-from semclust.runlog import USER_ERRORS, report_user_error
+from semclust.runlog import USER_ERRORS, exit_on_error
 
 register_configs()
 
@@ -22,7 +20,7 @@ def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
     except USER_ERRORS as error:
-        sys.exit(report_user_error(error, "evaluate.py"))
+        exit_on_error(error, "evaluate.py")
 
 
 if __name__ == "__main__":

@@ -101,10 +101,5 @@ class SeededShuffleSampler(DistributedSampler):
 
 def training_sampler(loader: Any) -> SeededShuffleSampler | None:
     """The :class:`SeededShuffleSampler` a loader draws from, if any."""
-    for candidate in (
-        getattr(loader, "sampler", None),
-        getattr(getattr(loader, "batch_sampler", None), "sampler", None),
-    ):
-        if isinstance(candidate, SeededShuffleSampler):
-            return candidate
-    return None
+    sampler = getattr(loader, "sampler", None)
+    return sampler if isinstance(sampler, SeededShuffleSampler) else None

@@ -23,6 +23,7 @@ from semclust.clustering.neighbors import (
 )
 from semclust.clustering.scores import evaluate_clusters, kmeans_predictions
 from semclust.failpoints import failpoint
+from semclust.fingerprints import file_digest
 from semclust.inference.spec import preprocessing_spec, to_plain
 from semclust.rundir import (
     BACKBONE_WEIGHTS,
@@ -47,7 +48,7 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> StageResult:
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     keys_path = run.path(FEATURES_KEY)
     old_keys = read_json(keys_path) if keys_path.is_file() else {}
-    weights_digest = _file_digest(run.path(BACKBONE_WEIGHTS))
+    weights_digest = file_digest(run.path(BACKBONE_WEIGHTS))
     new_keys: dict[str, str] = {}
     outputs: dict[str, Path] = {}
     metrics: dict[str, Any] = {"reused_cached_features": []}
@@ -116,14 +117,6 @@ def _mine(cfg: DictConfig, features: np.ndarray) -> MinedNeighbors:
         exact_max_rows=mine.get("exact_max_rows", AUTO_EXACT_MAX_ROWS),
         seed=cfg.seed,
     )
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _features_key(weights_digest: str, cfg: DictConfig, split_key: str, size: int) -> str:
