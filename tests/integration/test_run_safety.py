@@ -190,3 +190,18 @@ def test_a_deleted_output_makes_its_stage_run_again(tiny_config, tmp_path, caplo
     assert "pretext: finished earlier" in caplog.text
     assert "mine: finished earlier" not in caplog.text
     assert (run_dir / "mine" / "train_neighbors.npy").is_file()
+
+
+def test_evaluate_py_reports_a_missing_checkpoint_in_one_line(tmp_path):
+    """Before, Hydra failed on its own run directory (a null output_dir) with a traceback."""
+    process = subprocess.run(
+        [sys.executable, "evaluate.py", f"ckpt={tmp_path / 'missing.ckpt'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode == 2
+    assert "Traceback" not in process.stderr + process.stdout
+    errors = [line for line in process.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "missing.ckpt does not exist" in errors[0], process.stderr
