@@ -9,6 +9,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from semclust.budget import EXIT_OUT_OF_TIME, OutOfTime
 from semclust.config_store import register_configs
 from semclust.pipeline import train
 from semclust.runlog import USER_ERRORS, exit_on_error, in_distributed_run
@@ -23,6 +24,9 @@ register_timm_backbone_shorthand(sys.argv[1:], Path(__file__).parent / "configs"
 def main(cfg: DictConfig) -> None:
     try:
         train(cfg)
+    except OutOfTime as reason:
+        print(f"train.py: {reason}; run the same command again to continue", file=sys.stderr)
+        sys.exit(EXIT_OUT_OF_TIME)
     except Exception as error:
         if isinstance(error, USER_ERRORS) or in_distributed_run():
             exit_on_error(error, "train.py")

@@ -15,6 +15,8 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from semclust import budget
+from semclust.budget import OutOfTime
 from semclust.config_checks import check_config
 from semclust.failpoints import failpoint
 from semclust.fingerprints import data_fingerprint, describe_data, digest, outputs_digest
@@ -61,6 +63,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     quiet_lightning()
     check_config(cfg)
+    budget.start(cfg.get("stop_after_minutes"))
     stages = registered_stages()
     known = [stage.name for stage in stages]
     unknown = [name for name in cfg.stages if name not in known]
@@ -80,6 +83,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     data = data_fingerprint(to_plain(cfg.data))
     ran = False
     for stage in (stage for stage in stages if stage.name in cfg.stages):
+        # Each invocation gets at least one stage (or one batch of it) done.
+        if ran and budget.spent_everywhere():
+            raise OutOfTime(f"time budget spent before {stage.name} started")
         ran |= _run_stage(stage, stages, cfg, run, data)
         _wait_for_all_processes()  # later stages on every rank read what rank zero wrote
     summary = summarize(run, stages)
@@ -132,6 +138,15 @@ def _run_stage(
     started = time.perf_counter()
     try:
         outputs, metrics = stage.run(cfg, run)
+    except OutOfTime as reason:
+        log.warning("%s: %s; run the same command again to continue", stage.name, reason)
+        record(
+            status="paused",
+            note=str(reason),
+            wall_time_s=time.perf_counter() - started,
+            fingerprint=fingerprint,
+        )
+        raise
     except StageSkipped as reason:
         log.warning("%s: %s", stage.name, reason)
         record(

@@ -25,6 +25,8 @@ RUN_COMMAND = [
     "selflabel.threshold=0",
     "selflabel.min_clusters_kept_fraction=0",
     "checkpoint_every_minutes=0",
+    # Bit-identity is a property of the resume logic; GPU kernels need not be deterministic.
+    "trainer.accelerator=cpu",
 ]
 #: What must come out the same, byte for byte.
 RESULT_FILES = [
@@ -150,3 +152,23 @@ def test_a_killed_pretext_leaves_a_checkpoint_of_its_last_epoch(tmp_path: Path) 
     state = next(v for k, v in checkpoint["callbacks"].items() if "ResumableCheckpoint" in k)
     assert (state["epoch"], state["batches_done"]) == (1, 0)
     assert set(state["random_states"]) >= {"python", "numpy", "torch"}
+
+
+def test_a_time_budget_stops_cleanly_and_the_same_command_finishes_the_run(tmp_path: Path):
+    """stop_after_minutes=0: each call trains one batch, checkpoints it and exits with 75."""
+    pretext_only = ["stages=[pretext]"]
+    reference = tmp_path / "reference"
+    finished(reference, *pretext_only)
+
+    run_dir = tmp_path / "run"
+    stopped = train(run_dir, None, *pretext_only, "stop_after_minutes=0")
+    assert stopped.returncode == 75, stopped.stderr[-2000:]
+    assert "time budget spent in epoch 0; run the same command again" in stopped.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["stages"]["pretext"]["status"] == "paused"
+    assert not (run_dir / "pretext/backbone.safetensors").exists()
+
+    log = finished(run_dir, *pretext_only)  # no budget now: goes on from the batch it stopped at
+    assert "pretext: resuming from" in log
+    name = "pretext/backbone.safetensors"
+    assert (run_dir / name).read_bytes() == (reference / name).read_bytes()

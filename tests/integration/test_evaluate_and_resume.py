@@ -87,7 +87,9 @@ def test_interrupted_stage_resumes_from_last_checkpoint(tiny_config, tmp_path, p
     run_dir = tmp_path / "run"
     command = [f"pretext={pretext}", "stages=[pretext]", "pretext.epochs=1"]
     train(tiny_config(*command))
-    saved = torch.load(run_dir / "pretext/checkpoints/last.ckpt", weights_only=True)
+    saved = torch.load(
+        run_dir / "pretext/checkpoints/last.ckpt", map_location="cpu", weights_only=True
+    )
     (run_dir / "pretext/backbone.safetensors").unlink()
     run = _pretend_interrupted(run_dir, "pretext")
 
@@ -102,7 +104,9 @@ def test_interrupted_stage_resumes_from_last_checkpoint(tiny_config, tmp_path, p
 def test_interrupted_stage_with_other_inputs_starts_afresh(tiny_config, tmp_path):
     run_dir = tmp_path / "run"
     train(tiny_config("stages=[pretext]", "pretext.epochs=1"))
-    saved = torch.load(run_dir / "pretext/checkpoints/last.ckpt", weights_only=True)
+    saved = torch.load(
+        run_dir / "pretext/checkpoints/last.ckpt", map_location="cpu", weights_only=True
+    )
     _pretend_interrupted(run_dir, "pretext")
     train(tiny_config("stages=[pretext]", "pretext.epochs=1", "seed=7"))  # another seed
     backbone = load_file(str(run_dir / "pretext/backbone.safetensors"))
@@ -125,7 +129,9 @@ def test_interrupted_scan_on_cached_features_resumes(tiny_config, tmp_path):
     run_dir = tmp_path / "run"
     frozen = ["scan.update_backbone=false", "scan.epochs=1"]
     train(tiny_config("stages=[pretext,mine,scan]", *frozen))
-    saved = torch.load(run_dir / "scan/checkpoints/last.ckpt", weights_only=True)
+    saved = torch.load(
+        run_dir / "scan/checkpoints/last.ckpt", map_location="cpu", weights_only=True
+    )
     _pretend_interrupted(run_dir, "scan")
 
     train(tiny_config("stages=[scan]", *frozen))

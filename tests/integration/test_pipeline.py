@@ -131,7 +131,9 @@ def test_selflabel_with_ema_exports_the_averaged_weights(tiny_config, tmp_path):
     )
     assert summary["final_stage"] == "selflabel"
     exported = load_file(str(tmp_path / "run/selflabel/model.safetensors"))
-    checkpoint = torch.load(tmp_path / "run/selflabel/checkpoints/last.ckpt", weights_only=True)
+    checkpoint = torch.load(
+        tmp_path / "run/selflabel/checkpoints/last.ckpt", map_location="cpu", weights_only=True
+    )
     assert checkpoint["semclust"]["ema"] is True
     for key, value in exported.items():
         torch.testing.assert_close(value, checkpoint["state_dict"][f"ema.module.{key}"])

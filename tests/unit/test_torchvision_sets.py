@@ -10,19 +10,11 @@ import pytest
 import torchvision
 
 from semclust.data import build_dataset
+from semclust.data.cifar100 import FINE_TO_SUPERCLASS as CIFAR100_TO_20
 from semclust.data.torchvision_sets import CIFAR10Dataset, CIFAR20Dataset, STL10Dataset
 
 RNG = np.random.default_rng(0)
 
-# The standard CIFAR-100 fine -> superclass table (as in SCAN's and most clustering code),
-# indexed by the alphabetical fine label.
-CIFAR100_TO_20 = [
-    4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11,
-    6, 11, 5, 10, 7, 6, 13, 15, 3, 15, 0, 11, 1, 10, 12, 14, 16, 9, 11, 5,
-    5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0, 17, 4, 18, 17,
-    10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13,
-    16, 19, 2, 4, 6, 19, 5, 5, 8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14, 13,
-]  # fmt: skip
 SUPERCLASSES = [
     "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
     "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
@@ -94,6 +86,7 @@ def cifar100_root(tmp_path: Path) -> tuple[Path, dict]:
             "data": cifar_rows(images),
             "fine_labels": fine.tolist(),
             "coarse_labels": [CIFAR100_TO_20[f] for f in fine],
+            "filenames": [f"image_{i:05d}.png" for i in range(len(fine))],
         }
         dump(folder / split, content)
     fine_names = [f"fine{i:02d}" for i in range(100)]

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
+import torch
 
+from semclust.clustering.torch_search import cuda_device, exact_neighbors_torch, fits_on_device
 from semclust.metrics import l2_normalize
 
 log = logging.getLogger(__name__)
@@ -113,7 +115,12 @@ def search_neighbors(
         )
     if index not in INDEX_KINDS:
         raise ValueError(f"index must be one of {', '.join(INDEX_KINDS)}, got {index!r}")
-    use_gpu = _resolve_gpu(use_gpu)
+    torch_device = _torch_exact_device(use_gpu, features)
+    if torch_device is not None and index in ("auto", "exact"):
+        # Exact search on the GPU beats any approximate index on the CPU wherever it fits.
+        neighbors = exact_neighbors_torch(features, num_neighbors, torch_device)
+        return MinedNeighbors(neighbors, "exact", 1.0, {"device": str(torch_device)})
+    use_gpu = _resolve_gpu(use_gpu) if torch_device is None else False
     kind = choose_index(num_samples, use_gpu, exact_max_rows) if index == "auto" else index
     if kind == "hnsw" and use_gpu:
         raise RuntimeError(
@@ -175,6 +182,9 @@ def exact_neighbors(
     is never loaded whole: the cost is ``len(rows)·N·D``, the memory one chunk.
     """
     rows = np.asarray(rows, dtype=np.int64)
+    torch_device = _torch_exact_device(use_gpu or None, features)
+    if torch_device is not None:
+        return exact_neighbors_torch(features, num_neighbors, torch_device, rows)
     queries = l2_normalize(np.ascontiguousarray(features[rows], dtype=np.float32))
     want = min(num_neighbors + 1, features.shape[0])
     scores, found = [], []
@@ -222,8 +232,23 @@ def neighbor_accuracy(neighbor_indices: np.ndarray, targets: np.ndarray) -> floa
     return float((targets[neighbor_indices] == targets[:, None]).mean())
 
 
+def _faiss_has_gpu() -> bool:
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def _torch_exact_device(use_gpu: bool | None, features: np.ndarray) -> torch.device | None:
+    """The CUDA device for an exact search in torch: when a GPU is wanted (or not ruled
+    out), FAISS cannot use it (the PyPI wheels are CPU builds), and the features fit."""
+    if use_gpu is False or _faiss_has_gpu():
+        return None
+    device = cuda_device()
+    if device is None or not fits_on_device(features.shape[0], features.shape[1], device):
+        return None
+    return device
+
+
 def _resolve_gpu(use_gpu: bool | None) -> bool:
-    has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    has_gpu = _faiss_has_gpu()
     if use_gpu is None:
         return has_gpu
     if use_gpu and not has_gpu:

@@ -6,12 +6,17 @@ from typing import Any
 import numpy as np
 from sklearn.cluster import KMeans
 
+from semclust.clustering.torch_search import cuda_device, fits_on_device, kmeans_torch
 from semclust.metrics import cluster_cohesion, clustering_scores, l2_normalize, label_free_scores
 
 
 def kmeans_predictions(features: np.ndarray, num_clusters: int, seed: int) -> np.ndarray:
-    """k-means (k-means++ initialisation, 10 restarts) on L2-normalised features."""
-    normalized = l2_normalize(features)
+    """k-means (k-means++ initialisation, 10 restarts) on L2-normalised features; on the
+    GPU when there is one."""
+    device = cuda_device()
+    if device is not None and fits_on_device(*features.shape, device):
+        return kmeans_torch(features, num_clusters, seed, device)
+    normalized = l2_normalize(np.asarray(features, dtype=np.float32))
     return KMeans(num_clusters, n_init=10, random_state=seed).fit_predict(normalized)
 
 

@@ -110,6 +110,23 @@ _DATASETS: dict[str, Callable[..., ImageDataset]] = {
 }
 
 
+def dataset_options(data_cfg: Mapping[str, Any], split_key: str) -> dict[str, Any]:
+    """The loader's keyword arguments for ``split_key``: ``options``, where a ``val_path``
+    (a separate folder to score on, such as a test set) replaces ``path`` for ``val``."""
+    options = dict(data_cfg.get("options") or {})
+    val_path = options.pop("val_path", None)
+    if split_key == "val" and val_path:
+        options["path"] = val_path
+    return options
+
+
+def same_images(data_cfg: Mapping[str, Any]) -> bool:
+    """Whether the train and val splits are the same images (embedded and mined once)."""
+    return data_cfg["val_split"] == data_cfg["train_split"] and dataset_options(
+        data_cfg, "val"
+    ) == dataset_options(data_cfg, "train")
+
+
 def build_dataset(data_cfg: Mapping[str, Any], split_key: str) -> ImageDataset:
     """Build the base dataset that ``data_cfg`` names for ``split_key`` (``train``/``val``).
 
@@ -120,8 +137,7 @@ def build_dataset(data_cfg: Mapping[str, Any], split_key: str) -> ImageDataset:
     if kind not in _DATASETS:
         raise ValueError(f"unknown dataset kind {kind!r}; choose one of {sorted(_DATASETS)}")
     split = data_cfg[f"{split_key}_split"]
-    options = dict(data_cfg.get("options") or {})
-    dataset = _DATASETS[kind](split=split, **options)
+    dataset = _DATASETS[kind](split=split, **dataset_options(data_cfg, split_key))
     if len(dataset) == 0:
         raise ValueError(f"dataset {kind!r} split {split!r} holds no images")
     return dataset

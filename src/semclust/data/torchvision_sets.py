@@ -1,11 +1,10 @@
 """The clustering benchmarks CIFAR-10, CIFAR-100-20 and STL-10, read through torchvision.
 
-Each loader keeps torchvision's in-memory arrays and returns PIL "RGB" images. With
+Each loader keeps the data in memory as arrays and returns PIL "RGB" images. With
 ``download=True`` torchvision fetches the archive into ``root`` when it is missing (or fails
 its checksum) and reuses it otherwise.
 """
 
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 import torchvision
 from PIL import Image
 
+from semclust.data import cifar100
 from semclust.data.datasets import ImageDataset
 
 STL10_SPLITS = ("train", "test", "unlabeled", "train+unlabeled")
@@ -34,12 +34,6 @@ def _open(factory: Callable[..., Any], folder: Path, **kwargs: Any) -> Any:
         raise FileNotFoundError(
             f"{factory.__name__} files missing or corrupted in {folder}{hint} ({error})"
         ) from error
-
-
-def _unpickle(path: Path) -> dict[str, Any]:
-    # latin1, as torchvision reads them: the CIFAR pickles were written by Python 2.
-    with open(path, "rb") as file:
-        return pickle.load(file, encoding="latin1")
 
 
 class _CIFARImages(ImageDataset):
@@ -80,27 +74,22 @@ class CIFAR10Dataset(_CIFARImages):
 class CIFAR20Dataset(_CIFARImages):
     """CIFAR-100 scored on its 20 superclasses ("CIFAR-100-20"), the clustering convention.
 
-    torchvision's ``CIFAR100`` exposes only the 100 fine labels, so the superclass of each
-    image is read from the ``coarse_labels`` the same pickle stores, and the 20 names from
-    ``coarse_label_names`` in ``meta``. ``fine_targets`` keeps the 100 fine labels.
+    torchvision fetches and checks the archive; its pickles are then read by
+    :mod:`semclust.data.cifar100`, since torchvision's ``CIFAR100`` exposes only the 100 fine
+    labels: ``targets`` are the ``coarse_labels`` (checked against
+    :data:`~semclust.data.cifar100.FINE_TO_SUPERCLASS`), ``class_names`` the
+    ``coarse_label_names``, and ``fine_targets`` the 100 fine labels.
     """
 
     def __init__(self, split: str = "train", *, root: str, download: bool = True) -> None:
         train = _is_train(split, "CIFAR-100")
         folder = Path(root, torchvision.datasets.CIFAR100.base_folder)
-        source = _open(
-            torchvision.datasets.CIFAR100, folder, root=root, train=train, download=download
-        )
-        self.images = source.data
-        self.fine_targets = np.asarray(source.targets, dtype=np.int64)
-        files = source.train_list if train else source.test_list
-        coarse = [label for name, _ in files for label in _unpickle(folder / name)["coarse_labels"]]
-        self.targets = np.asarray(coarse, dtype=np.int64)
-        if len(self.targets) != len(self.images):
-            raise ValueError(
-                f"{folder}: {len(self.targets)} coarse labels for {len(self.images)} images"
-            )
-        self.class_names = list(_unpickle(folder / source.meta["filename"])["coarse_label_names"])
+        _open(torchvision.datasets.CIFAR100, folder, root=root, train=train, download=download)
+        data = cifar100.read_split(folder, split)
+        self.images = data.images
+        self.fine_targets = data.fine_labels
+        self.targets = data.coarse_labels
+        self.class_names = cifar100.read_meta(folder).superclass_names
 
 
 class STL10Dataset(ImageDataset):

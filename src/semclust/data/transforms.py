@@ -234,8 +234,8 @@ def build_transforms(
     return _RECIPES[recipe](image_size, mean, std, **options)
 
 
-def view_transforms(data_cfg: Mapping) -> ViewTransforms:
-    """The four views (pretext, weak, strong, eval) that a data config describes."""
+def recipe_arguments(data_cfg: Mapping) -> dict:
+    """The :func:`build_transforms` arguments a data config gives, checked against its channels."""
     channels = data_cfg["channels"]
     for key in ("mean", "std"):
         if len(data_cfg[key]) != channels:
@@ -244,10 +244,15 @@ def view_transforms(data_cfg: Mapping) -> ViewTransforms:
                 f"give one {key} per channel"
             )
     augment = dict(data_cfg["augment"])
-    return build_transforms(
-        augment.pop("recipe"),
-        image_size=data_cfg["image_size"],
-        mean=list(data_cfg["mean"]),
-        std=list(data_cfg["std"]),
+    return {
+        "recipe": augment.pop("recipe"),
+        "image_size": data_cfg["image_size"],
+        "mean": list(data_cfg["mean"]),
+        "std": list(data_cfg["std"]),
         **augment,
-    )
+    }
+
+
+def view_transforms(data_cfg: Mapping) -> ViewTransforms:
+    """The four views (pretext, weak, strong, eval) that a data config describes."""
+    return build_transforms(**recipe_arguments(data_cfg))

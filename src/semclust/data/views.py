@@ -81,12 +81,15 @@ def make_loader(
     num_workers: int,
     drop_last: bool = False,
     seed: int | None = None,
+    collate_fn: Callable | None = None,
 ) -> DataLoader:
     """A DataLoader with the settings every stage shares.
 
     With a ``seed``, a shuffling loader draws its order and every sample's views from the
     seed, epoch and index alone (:mod:`semclust.data.sampling`), so a resumed run repeats an
-    uninterrupted one exactly; the dataset must accept :class:`SampleKey` keys.
+    uninterrupted one exactly; the dataset must accept :class:`SampleKey` keys. A
+    ``collate_fn`` that builds batches itself (:class:`~semclust.data.device_views.DecodedViews`)
+    may put tensors already on the GPU into them, so nothing is pinned then.
     """
     seeded = shuffle and seed is not None
     return DataLoader(
@@ -100,5 +103,6 @@ def make_loader(
         num_workers=num_workers,
         drop_last=drop_last and len(dataset) > batch_size,
         persistent_workers=num_workers > 0,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=torch.cuda.is_available() and collate_fn is None,
+        collate_fn=collate_fn,
     )

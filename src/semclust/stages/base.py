@@ -9,6 +9,8 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from semclust.data.device_views import apply_view_plan
+
 
 @dataclass
 class ValidationResult:
@@ -40,6 +42,15 @@ def gather_by_index(
     return ordered
 
 
+def _channels_last(batch: Any) -> Any:
+    """Image batches (4-D floating tensors) in channels-last memory order."""
+    if isinstance(batch, dict):
+        return {key: _channels_last(value) for key, value in batch.items()}
+    if isinstance(batch, torch.Tensor) and batch.ndim == 4 and batch.is_floating_point():
+        return batch.contiguous(memory_format=torch.channels_last)
+    return batch
+
+
 class CollectsValidation(pl.LightningModule):
     """Collects per-sample validation outputs and gathers them once per epoch, by index."""
 
@@ -51,8 +62,36 @@ class CollectsValidation(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_batches, self._val_gathered = [], None
 
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Views of decoded images are made here, a batch at a time on the training device.
+        batch = apply_view_plan(batch)
+        if self.device.type == "cuda":
+            batch = _channels_last(batch)
+        return batch
+
+    def on_fit_start(self) -> None:
+        self._channels_last_on_cuda()
+
+    def on_validation_start(self) -> None:
+        self._channels_last_on_cuda()
+
+    def _channels_last_on_cuda(self) -> None:
+        # cuDNN's fastest convolutions (above all in bf16) read NHWC; on the CPU NCHW is.
+        if self.device.type == "cuda":
+            self.to(memory_format=torch.channels_last)
+
     def collect(self, index: torch.Tensor, **tensors: torch.Tensor) -> None:
-        self._val_batches.append({"index": index, **{k: v.detach() for k, v in tensors.items()}})
+        # Mixed precision hands out half-precision outputs; every later step (FAISS, k-means,
+        # numpy norms) wants float32, and float16 sums overflow.
+        self._val_batches.append(
+            {
+                "index": index,
+                **{
+                    k: v.detach().float() if v.is_floating_point() else v.detach()
+                    for k, v in tensors.items()
+                },
+            }
+        )
 
     def gathered(self) -> dict[str, torch.Tensor] | None:
         """This epoch's outputs from every process, one row per sample, ordered by index."""

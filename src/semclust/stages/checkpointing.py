@@ -18,6 +18,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Checkpoint
 
+from semclust import budget
+from semclust.budget import OutOfTime
 from semclust.data.sampling import training_sampler
 from semclust.failpoints import failpoint
 
@@ -105,13 +107,20 @@ class ResumableCheckpoint(Checkpoint):
         due = self.every_seconds is not None and (
             time.monotonic() - self._last_save >= self.every_seconds
         )
-        if due and batch_idx + 1 < trainer.num_training_batches:
+        inside_epoch = batch_idx + 1 < trainer.num_training_batches
+        if inside_epoch and budget.spent_everywhere():
+            self.save(trainer)
+            raise OutOfTime(f"{self.stage}: time budget spent in epoch {trainer.current_epoch}")
+        if due and inside_epoch:
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._position = (trainer.current_epoch + 1, 0)
         self.save(trainer)
         failpoint(f"{self.stage}.epoch")
+        more_epochs = trainer.current_epoch + 1 < trainer.max_epochs
+        if more_epochs and budget.spent_everywhere():
+            raise OutOfTime(f"{self.stage}: time budget spent after epoch {trainer.current_epoch}")
 
     def save(self, trainer: pl.Trainer) -> None:
         """Write the checkpoint next to ``path`` and rename it into place (rank zero)."""

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from semclust.clustering.comparison_io import format_comparison, write_comparison
 from semclust.clustering.features import hog_features
 from semclust.clustering.selection import compare_methods
+from semclust.data.device_views import apply_view_plan
 from semclust.inference.spec import to_plain
 from semclust.metrics import HEADLINE_SCORES, LABEL_FREE_SCORES
 from semclust.rundir import K_CHOICE, RunDirectory, read_json
@@ -82,7 +83,7 @@ def run_classic(cfg: DictConfig, run: RunDirectory) -> StageResult:
 def image_features(cfg: DictConfig, run: RunDirectory, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Raw pixels or HOG descriptors of the validation images, as the eval view shows them."""
     images, targets = [], []
-    for batch in eval_loader(cfg, dataset_split(cfg, run, "val")):
+    for batch in map(apply_view_plan, eval_loader(cfg, dataset_split(cfg, run, "val"))):
         images.append(batch["image"].numpy())
         targets.append(batch["target"].numpy())
     stacked = np.concatenate(images)

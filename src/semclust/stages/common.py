@@ -1,24 +1,40 @@
 """What every stage shares: datasets and loaders from the config, the trainer, resuming."""
 
 import csv
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
-from semclust.data import MultiViewDataset, build_dataset, make_loader, view_transforms
-from semclust.inference.spec import backbone_from_spec
+from semclust.data import (
+    MultiViewDataset,
+    NeighborsDataset,
+    build_dataset,
+    make_loader,
+    view_transforms,
+)
+from semclust.data.batch_views import batch_view_transforms
+from semclust.data.datasets import dataset_options
+from semclust.data.decoded import choose_input_path, decoded_images
+from semclust.data.device_views import DecodedViews, ViewPlan
+from semclust.inference.spec import backbone_from_spec, to_plain
 from semclust.rundir import BACKBONE_SPEC, BACKBONE_WEIGHTS, RunDirectory, load_weights, read_json
 from semclust.stages.checkpointing import ResumableCheckpoint
 from semclust.stages.registry import stage_seed
+from semclust.stages.timing import TrainingSpeed
 
 log = logging.getLogger(__name__)
+
+#: What decoded images depend on.
+_IMAGE_KEYS = ("kind", "channels", "image_size")
 
 
 def known_num_clusters(cfg: DictConfig) -> int | None:
@@ -46,6 +62,12 @@ def dataset_split(cfg: DictConfig, run: RunDirectory, split_key: str) -> Any:
             f"images, but {cfg.data.num_clusters} clusters with {cfg.mine.num_neighbors} "
             f"neighbours each need at least {needed}"
         )
+    # Names the decoded images of this split, so later stages of the process reuse them.
+    dataset.cache_key = json.dumps(
+        [to_plain(cfg.data.get(key)) for key in _IMAGE_KEYS]
+        + [to_plain(dataset_options(cfg.data, split_key)), cfg.data[f"{split_key}_split"]],
+        default=str,
+    )
     skipped = getattr(dataset, "skipped", None)
     if skipped and run.is_writer():
         with open(run.skipped_files(split_key), "w", newline="") as file:
@@ -63,28 +85,104 @@ def loader(cfg: DictConfig, dataset: Any, shuffle: bool, batch_size: int) -> Any
 
 
 def training_loader(
-    cfg: DictConfig, stage: str, dataset: Any, batch_size: int, trainer: pl.Trainer
+    cfg: DictConfig,
+    stage: str,
+    dataset: Any,
+    views: Mapping[str, str | None],
+    batch_size: int,
+    trainer: pl.Trainer,
+    neighbors: np.ndarray | None = None,
 ) -> Any:
     """A stage's training loader: its order and views follow from the stage's seed and the
     epoch alone, so a resumed stage sees exactly the batches it would have seen.
 
-    ``batch_size`` is the batch of one optimizer step over all processes: under DDP each of
-    the ``trainer``'s processes loads its share, so a recipe means the same on 1 or N devices.
+    ``views`` maps each batch key to a recipe view (``pretext``, ``weak``, ``strong``,
+    ``eval``), or to ``None`` for the sample as stored (cached features). With ``neighbors``
+    the batch holds SCAN's pairs, ``anchor`` and ``neighbor``, one neighbour drawn per sample.
+    Views are made in batches on the training device when
+    :func:`~semclust.data.decoded.choose_input_path` says so, else per image in loader
+    processes. ``batch_size`` is the batch of one optimizer step over all processes: under
+    DDP each of the ``trainer``'s processes loads its share, so a recipe means the same on 1
+    or N devices.
     """
+    per_process = -(-batch_size // trainer.world_size)
+    seed = stage_seed(stage, cfg.seed)
+    pixels = _decoded_pixels(cfg, dataset, stage)
+    if pixels is None:
+        transforms = view_transforms(cfg.data) if any(views.values()) else None
+        made = {
+            name: torch.nn.Identity() if view is None else transforms.get(view)
+            for name, view in views.items()
+        }
+        if neighbors is not None:
+            wrapped: Any = NeighborsDataset(dataset, neighbors, made["anchor"])
+        else:
+            wrapped = MultiViewDataset(dataset, made)
+        return make_loader(
+            wrapped,
+            per_process,
+            shuffle=True,
+            num_workers=cfg.data.num_workers,
+            drop_last=True,
+            seed=seed,
+        )
+    decoded = DecodedViews(pixels, dataset.targets, _view_plan(cfg, views), neighbors)
     return make_loader(
-        dataset,
-        -(-batch_size // trainer.world_size),
+        decoded,
+        per_process,
         shuffle=True,
-        num_workers=cfg.data.num_workers,
+        num_workers=0,  # a batch is one indexing operation; workers would only copy it
         drop_last=True,
-        seed=stage_seed(stage, cfg.seed),
+        seed=seed,
+        collate_fn=decoded.collate,
     )
 
 
 def eval_loader(cfg: DictConfig, dataset: Any) -> Any:
     """Every image once, in order, through the deterministic eval view."""
-    views = MultiViewDataset(dataset, {"image": view_transforms(cfg.data).eval})
-    return loader(cfg, views, shuffle=False, batch_size=cfg.data.eval_batch_size)
+    pixels = _decoded_pixels(cfg, dataset, None)
+    if pixels is None:
+        views = MultiViewDataset(dataset, {"image": view_transforms(cfg.data).eval})
+        return loader(cfg, views, shuffle=False, batch_size=cfg.data.eval_batch_size)
+    decoded = DecodedViews(pixels, dataset.targets, _view_plan(cfg, {"image": "eval"}))
+    return make_loader(
+        decoded, cfg.data.eval_batch_size, False, num_workers=0, collate_fn=decoded.collate
+    )
+
+
+def _view_plan(cfg: DictConfig, views: Mapping[str, str | None]) -> ViewPlan:
+    transforms = batch_view_transforms(cfg.data)
+    return ViewPlan(
+        {
+            name: ("neighbor" if name == "neighbor" else "anchor", transforms.get(view))
+            for name, view in views.items()
+        }
+    )
+
+
+def _decoded_pixels(cfg: DictConfig, dataset: Any, stage: str | None) -> torch.Tensor | None:
+    """The decoded images when views are made in batches on the device, else ``None``; a
+    training ``stage`` logs which path it takes and why."""
+    path = choose_input_path(cfg.data, dataset)
+    if stage is not None:
+        if path.batched:
+            log.info("%s: views made in batches on the training device (%s)", stage, path.reason)
+        else:
+            log.info(
+                "%s: views made per image in %d loader processes (%s)",
+                stage,
+                cfg.data.num_workers,
+                path.reason,
+            )
+    if not path.batched:
+        return None
+    return decoded_images(
+        dataset,
+        cfg.data.channels,
+        cfg.data.image_size,
+        cfg.data.num_workers,
+        getattr(dataset, "cache_key", None),
+    )
 
 
 def load_backbone(run: RunDirectory, needed_by: str) -> tuple[torch.nn.Module, dict]:
@@ -131,7 +229,7 @@ def build_trainer(
         cfg.trainer,
         default_root_dir=str(run.stage_dir(stage)),
         max_epochs=max_epochs,
-        callbacks=[*callbacks, *([best] if best else []), resumable],
+        callbacks=[*callbacks, TrainingSpeed(), *([best] if best else []), resumable],
         logger=logger,
         **trainer_kwargs,
     )
@@ -146,8 +244,9 @@ def fit(
     module: pl.LightningModule,
     train_loader: Any,
     val_loader: Any,
-) -> None:
-    """``trainer.fit``, continuing from the stage's ``last.ckpt`` when ``resume`` is on."""
+) -> dict[str, float]:
+    """``trainer.fit``, continuing from the stage's ``last.ckpt`` when ``resume`` is on; the
+    training speed (:class:`~semclust.stages.timing.TrainingSpeed`) for the stage's metrics."""
     for callback in trainer.callbacks:
         if isinstance(callback, ResumableCheckpoint):
             callback.train_loader, callback.world_size = train_loader, trainer.world_size
@@ -162,6 +261,8 @@ def fit(
         ckpt_path=None if resume_from is None else str(resume_from),
         weights_only=True,
     )
+    speeds = [c.summary() for c in trainer.callbacks if isinstance(c, TrainingSpeed)]
+    return speeds[0] if speeds else {}
 
 
 def _readable_checkpoint(path: Path, stage: str) -> bool:

@@ -22,6 +22,7 @@ from semclust.clustering.neighbors import (
     search_neighbors,
 )
 from semclust.clustering.scores import evaluate_clusters, kmeans_predictions
+from semclust.data.datasets import same_images
 from semclust.failpoints import failpoint
 from semclust.fingerprints import file_digest
 from semclust.inference.spec import preprocessing_spec, to_plain
@@ -53,8 +54,9 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> StageResult:
     outputs: dict[str, Path] = {}
     metrics: dict[str, Any] = {"reused_cached_features": []}
     embedded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    mined_by_split: dict[str, MinedNeighbors] = {}
     for split_key in ("train", "val"):
-        if split_key == "val" and cfg.data.val_split == cfg.data.train_split:
+        if split_key == "val" and same_images(cfg.data):
             embedded["val"] = embedded["train"]  # same images: no need to embed them twice
             new_keys["val"] = new_keys["train"]
         else:
@@ -69,10 +71,15 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> StageResult:
             else:
                 trainer.validate(extractor, eval_loader(cfg, dataset), verbose=False)
                 result = extractor.validation_result()
-                embedded[split_key] = (result.features.numpy(), result.targets.numpy())
+                features = result.features.numpy().astype(np.float32, copy=False)
+                embedded[split_key] = (features, result.targets.numpy())
                 failpoint("mine.embedded")
         features, targets = embedded[split_key]
-        mined_neighbors = _mine(cfg, features)
+        if split_key == "val" and same_images(cfg.data):
+            mined_by_split["val"] = mined_by_split["train"]  # same images, same neighbours
+        else:
+            mined_by_split[split_key] = _mine(cfg, features)
+        mined_neighbors = mined_by_split[split_key]
         neighbors = mined_neighbors.neighbors
         # auto may pick differently per split (by size): the train split's names the stage.
         metrics.setdefault("neighbor_index", mined_neighbors.index)

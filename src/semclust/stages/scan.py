@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from semclust.data import NeighborsDataset, view_transforms
 from semclust.losses import scan_loss
 from semclust.models import ClusteringModel
 from semclust.rundir import RunDirectory
@@ -177,12 +176,12 @@ def run_scan(cfg: DictConfig, run: RunDirectory) -> StageResult:
     cached = uses_cached_features(cfg.scan)
     if cached:
         train_set, val_set = cached_split(run, "train", "scan"), cached_split(run, "val", "scan")
-        transform: Any = torch.nn.Identity()
+        view = None  # the cached features as they are
         val_loader = feature_loader(cfg, val_set)
         trained_backbone: torch.nn.Module = CachedFeatures(backbone.feature_dim)
     else:
         train_set, val_set = dataset_split(cfg, run, "train"), dataset_split(cfg, run, "val")
-        transform = view_transforms(cfg.data).get(cfg.scan.augmentation)
+        view = cfg.scan.augmentation
         val_loader = eval_loader(cfg, val_set)
         trained_backbone = backbone
     num_neighbors = cfg.scan.num_neighbors
@@ -198,13 +197,20 @@ def run_scan(cfg: DictConfig, run: RunDirectory) -> StageResult:
         val_neighbors=val_neighbors,
         metadata=checkpoint_metadata(cfg, "scan", spec, cfg.scan.num_heads, cached),
     )
-    pairs = NeighborsDataset(train_set, train_neighbors, transform)
     evaluation = ClusterEvaluation(cfg.data.num_clusters, cfg.seed)
     trainer, checkpoint = build_trainer(
         cfg, "scan", run, cfg.scan.epochs, [evaluation], monitor="val/lowest_loss"
     )
-    train_loader = training_loader(cfg, "scan", pairs, cfg.scan.batch_size, trainer)
-    fit(cfg, run, "scan", trainer, module, train_loader, val_loader)
+    train_loader = training_loader(
+        cfg,
+        "scan",
+        train_set,
+        {"anchor": view, "neighbor": view},
+        cfg.scan.batch_size,
+        trainer,
+        neighbors=train_neighbors,
+    )
+    speed = fit(cfg, run, "scan", trainer, module, train_loader, val_loader)
     # Keep the epoch and head with the lowest validation SCAN loss: no labels involved.
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
     module.load_state_dict(best["state_dict"])
@@ -222,7 +228,7 @@ def run_scan(cfg: DictConfig, run: RunDirectory) -> StageResult:
     outputs = save_clustering_model(
         model, run, "scan", spec, cfg, head_index=head_losses["best_head"]
     )
-    return outputs, {**scores, **head_losses}
+    return outputs, {**scores, **head_losses, "training_speed": speed}
 
 
 register(

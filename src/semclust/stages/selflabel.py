@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from semclust.data import MultiViewDataset, view_transforms
 from semclust.inference.spec import clustering_model_from_spec
 from semclust.losses import confidence_cross_entropy
 from semclust.models import ClusteringModel
@@ -154,13 +153,12 @@ def run_selflabel(cfg: DictConfig, run: RunDirectory) -> StageResult:
             CachedFeatures(scan_model.backbone.feature_dim), spec["num_clusters"], 1
         )
         model.cluster_heads = scan_model.cluster_heads
-        weak = strong = torch.nn.Identity()
+        views = {"weak": None, "strong": None}  # the cached features as they are
         train_eval_loader, val_loader = feature_loader(cfg, train_set), feature_loader(cfg, val_set)
     else:
         train_set, val_set = dataset_split(cfg, run, "train"), dataset_split(cfg, run, "val")
         model = scan_model
-        views = view_transforms(cfg.data)
-        weak, strong = views.weak, views.strong
+        views = {"weak": "weak", "strong": "strong"}
         train_eval_loader, val_loader = eval_loader(cfg, train_set), eval_loader(cfg, val_set)
 
     confident = _confident_fraction(cfg, model, train_eval_loader)
@@ -182,7 +180,6 @@ def run_selflabel(cfg: DictConfig, run: RunDirectory) -> StageResult:
         metadata=checkpoint_metadata(cfg, "selflabel", spec["backbone"], 1, cached),
         update_backbone=cfg.selflabel.update_backbone,
     )
-    pairs = MultiViewDataset(train_set, {"weak": weak, "strong": strong})
     evaluation = ClusterEvaluation(cfg.data.num_clusters, cfg.seed)
     trainer, _ = build_trainer(
         cfg,
@@ -192,8 +189,10 @@ def run_selflabel(cfg: DictConfig, run: RunDirectory) -> StageResult:
         [evaluation],
         check_val_every_n_epoch=cfg.selflabel.val_every_n_epochs,
     )
-    train_loader = training_loader(cfg, "selflabel", pairs, cfg.selflabel.batch_size, trainer)
-    fit(cfg, run, "selflabel", trainer, module, train_loader, val_loader)
+    train_loader = training_loader(
+        cfg, "selflabel", train_set, views, cfg.selflabel.batch_size, trainer
+    )
+    speed = fit(cfg, run, "selflabel", trainer, module, train_loader, val_loader)
     scores = final_scores(cfg, module, val_loader)
     scan_entry = run.read_manifest()["stages"].get("scan", {})
     scan_clusters = scan_entry.get("metrics", {}).get("clusters_used")
@@ -212,6 +211,7 @@ def run_selflabel(cfg: DictConfig, run: RunDirectory) -> StageResult:
         **scores,
         "train_confident_fraction_before": confident,
         "cached_features": cached,
+        "training_speed": speed,
     }
 
 

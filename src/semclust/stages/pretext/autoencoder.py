@@ -9,7 +9,6 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from semclust.data import view_transforms
 from semclust.losses.reconstruction import PerceptualLoss, ReconstructionLoss
 from semclust.models.autoencoder import ConvDecoder
 from semclust.stages.base import FeatureExtractor
@@ -88,4 +87,4 @@ class AutoencoderPretext(TrainedPretext):
             optimizer=hydra.utils.instantiate(pretext.optimizer),
             scheduler=optional_factory(pretext.get("scheduler")),
         )
-        return module, {"image": view_transforms(cfg.data).get(pretext.augmentation)}
+        return module, {"image": pretext.augmentation}

@@ -7,7 +7,6 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from semclust.data import MultiViewDataset
 from semclust.inference.spec import backbone_spec
 from semclust.metrics import HEADLINE_SCORES
 from semclust.rundir import BACKBONE_SPEC, BACKBONE_WEIGHTS, RunDirectory, save_weights
@@ -46,8 +45,11 @@ class Pretext:
 class TrainedPretext(Pretext):
     """A pretext task trained with Lightning; subclasses give the module and its views."""
 
-    def build(self, cfg: DictConfig, backbone: torch.nn.Module) -> tuple[pl.LightningModule, dict]:
-        """The LightningModule that trains ``backbone`` and the views each batch holds."""
+    def build(
+        self, cfg: DictConfig, backbone: torch.nn.Module
+    ) -> tuple[pl.LightningModule, dict[str, str]]:
+        """The LightningModule that trains ``backbone``, and the views each batch holds
+        (batch key: recipe view, as :func:`~semclust.stages.common.training_loader` takes)."""
         raise NotImplementedError
 
     def run(self, cfg: DictConfig, run: RunDirectory) -> StageResult:
@@ -66,11 +68,12 @@ class TrainedPretext(Pretext):
             [evaluation],
             check_val_every_n_epoch=cfg.pretext.val_every_n_epochs,
         )
-        train_pairs = MultiViewDataset(train_set, train_views)
-        train_loader = training_loader(cfg, "pretext", train_pairs, cfg.pretext.batch_size, trainer)
-        fit(cfg, run, "pretext", trainer, module, train_loader, eval_loader(cfg, val_set))
+        train_loader = training_loader(
+            cfg, "pretext", train_set, train_views, cfg.pretext.batch_size, trainer
+        )
+        speed = fit(cfg, run, "pretext", trainer, module, train_loader, eval_loader(cfg, val_set))
         outputs = save_backbone(run, backbone, backbone_spec(cfg.backbone))
         kmeans: dict[str, Any] = {
             f"kmeans_{k}": v for k, v in evaluation.latest.items() if k in HEADLINE_SCORES
         }
-        return outputs, kmeans
+        return outputs, {**kmeans, "training_speed": speed}

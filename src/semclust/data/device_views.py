@@ -1,0 +1,103 @@
+"""Training batches from decoded images, whose views the training device makes.
+
+The loader hands out only what is cheap on the CPU: a batch's decoded uint8 images (one
+index into the decoded tensor), their indices, targets, drawn neighbours and a seed. After the
+batch reaches the device, the module calls the batch's :class:`ViewPlan`
+(:meth:`semclust.stages.base.CollectsValidation.on_after_batch_transfer`), which makes every
+view of the whole batch at once. The seed comes from the samples' own seeds
+(:mod:`semclust.data.sampling`), so a resumed epoch makes the same views.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from semclust.data.batch_views import BatchTransform
+from semclust.data.decoded import place_for_training
+from semclust.data.sampling import SampleKey, mix_seed, split_key
+
+#: The batch key holding the :class:`ViewPlan` until the device applies it.
+PLAN_KEY = "view_plan"
+
+
+class ViewPlan:
+    """The views a stage trains on: ``{output name: (source, transform)}``, where the source
+    is ``anchor`` (the sample's own image) or ``neighbor`` (its drawn neighbour's)."""
+
+    def __init__(self, views: Mapping[str, tuple[str, BatchTransform]]) -> None:
+        for name, (source, _) in views.items():
+            if source not in ("anchor", "neighbor"):
+                raise ValueError(
+                    f"view {name!r}: source must be anchor or neighbor, not {source!r}"
+                )
+        self.views = dict(views)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Replace the batch's decoded images with its views (on the images' device)."""
+        sources = {"anchor": batch.pop("pixels"), "neighbor": batch.pop("neighbor_pixels", None)}
+        generator = torch.Generator().manual_seed(int(batch.pop("view_seed")))
+        for name, (source, transform) in self.views.items():
+            batch[name] = transform(sources[source], generator)
+        return batch
+
+
+class DecodedViews(Dataset):
+    """Samples of a decoded image tensor, collated into batches that carry a :class:`ViewPlan`.
+
+    ``neighbors`` ``(N, k)``: each sample's mined neighbours, one drawn per sample and batch
+    (SCAN's pairs). Keys may be plain indices (evaluation: views are deterministic) or
+    :class:`SampleKey`\\ s from a seeded sampler.
+    """
+
+    def __init__(
+        self,
+        pixels: torch.Tensor,
+        targets: np.ndarray | None,
+        plan: ViewPlan,
+        neighbors: np.ndarray | None = None,
+    ) -> None:
+        self.pixels = pixels
+        self.targets = torch.as_tensor(
+            np.full(len(pixels), -1) if targets is None else np.asarray(targets), dtype=torch.long
+        )
+        self.plan = plan
+        self.neighbors = None if neighbors is None else torch.from_numpy(np.asarray(neighbors))
+        self._placed = False
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, key: int | SampleKey) -> int | SampleKey:
+        return key  # all the work is batched in collate
+
+    def collate(self, keys: Sequence[int | SampleKey]) -> dict[str, Any]:
+        if not self._placed:  # here, not at build time: a DDP process picks its GPU at fit
+            self.pixels, self._placed = place_for_training(self.pixels), True
+        indices, seeds = zip(*(split_key(key) for key in keys), strict=True)
+        index = torch.tensor(indices, dtype=torch.long)
+        view_seed = mix_seed(len(keys), *(seed or 0 for seed in seeds))
+        generator = torch.Generator().manual_seed(mix_seed(view_seed, 1))
+        batch = {
+            "index": index,
+            "target": self.targets[index],
+            "pixels": self.pixels[index.to(self.pixels.device)],
+            "view_seed": view_seed,
+            PLAN_KEY: self.plan,
+        }
+        if self.neighbors is not None:
+            candidates = self.neighbors[index]
+            drawn = torch.randint(candidates.shape[1], (len(index),), generator=generator)
+            neighbor_index = candidates[torch.arange(len(index)), drawn]
+            batch["neighbor_index"] = neighbor_index
+            batch["neighbor_pixels"] = self.pixels[neighbor_index.to(self.pixels.device)]
+        return batch
+
+
+def apply_view_plan(batch: Any) -> Any:
+    """A batch with its views made, if it carries a plan; any other batch as it is."""
+    if isinstance(batch, dict) and PLAN_KEY in batch:
+        return batch.pop(PLAN_KEY)(batch)
+    return batch

@@ -1,0 +1,132 @@
+"""Decoded images and batches whose views the training device makes (the batched input path)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from semclust.data import DigitsDataset, make_loader
+from semclust.data.batch_views import build_batch_transforms
+from semclust.data.datasets import FeatureDataset, ImageDataset
+from semclust.data.decoded import choose_input_path, decode_all, decoded_images
+from semclust.data.device_views import PLAN_KEY, DecodedViews, ViewPlan, apply_view_plan
+
+GRAY = {
+    "channels": 1,
+    "image_size": 16,
+    "augment": {"recipe": "small_grayscale"},
+    "input_path": "auto",
+    "batched_max_gib": 8,
+}
+NATURAL = {**GRAY, "channels": 3, "image_size": 32, "augment": {"recipe": "natural"}}
+
+
+class PhotoSet(ImageDataset):
+    """RGB PIL images of a given size whose pixels encode the image index."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self.count, self.size = count, size
+        self.targets = np.arange(count) % 3
+
+    def __len__(self) -> int:
+        return self.count
+
+    def load_image(self, index: int) -> Image.Image:
+        pixels = np.full((self.size, self.size, 3), index, dtype=np.uint8)
+        pixels[0, 0] = (255, 0, 0)
+        return Image.fromarray(pixels)
+
+
+def test_auto_batches_when_nothing_but_speed_changes():
+    assert choose_input_path(GRAY, DigitsDataset("test")).batched  # 8x8 upsampled: same views
+    assert choose_input_path(NATURAL, PhotoSet(20, 32)).batched
+    bigger = choose_input_path(NATURAL, PhotoSet(20, 48))  # crops of full-size photos differ
+    assert not bigger.batched and bigger.reason == "images stored at 48x48, not 32x32"
+    assert choose_input_path({**NATURAL, "input_path": "batched"}, PhotoSet(20, 48)).batched
+    assert not choose_input_path({**GRAY, "input_path": "per_image"}, DigitsDataset("test")).batched
+    too_big = choose_input_path({**GRAY, "batched_max_gib": 1e-6}, DigitsDataset("test"))
+    assert not too_big.batched and "exceeds data.batched_max_gib=1e-06" in too_big.reason
+    features = FeatureDataset(np.zeros((10, 4), dtype=np.float32))
+    assert choose_input_path(GRAY, features).reason == "cached features, not images"
+    with pytest.raises(ValueError, match="data.input_path must be one of auto, batched"):
+        choose_input_path({**GRAY, "input_path": "gpu"}, features)
+
+
+def test_decoding_keeps_every_pixel_and_resizes_only_other_sizes():
+    digits = DigitsDataset("test")
+    decoded = decode_all(digits, 1, 8, num_workers=0)
+    assert decoded.dtype == torch.uint8 and torch.equal(decoded, digits.images)
+    photos = decode_all(PhotoSet(5, 32), 3, 32, num_workers=0)
+    assert photos.shape == (5, 3, 32, 32)
+    assert photos[3, :, 5, 5].tolist() == [3, 3, 3] and photos[3, :, 0, 0].tolist() == [255, 0, 0]
+    assert decode_all(PhotoSet(5, 48), 3, 32, num_workers=0).shape == (5, 3, 32, 32)
+    with pytest.raises(ValueError, match="an image has 3 channels, the data config 1"):
+        decode_all(PhotoSet(2, 8), 1, 8, num_workers=0)
+
+
+def test_decoded_images_are_kept_for_later_stages_under_their_key():
+    digits = DigitsDataset("test")
+    first = decoded_images(digits, 1, 16, 0, "digits-test")
+    assert decoded_images(digits, 1, 16, 0, "digits-test") is first
+    assert decoded_images(digits, 1, 16, 0, None) is not first
+
+
+def _plan(**views: tuple[str, str]) -> ViewPlan:
+    transforms = build_batch_transforms("small_grayscale", 16, [0.3], [0.4])
+    return ViewPlan(
+        {name: (source, transforms.get(view)) for name, (source, view) in views.items()}
+    )
+
+
+def _batches(dataset: DecodedViews, seed: int = 4, epoch: int = 0, start: int = 0) -> list:
+    loader = make_loader(
+        dataset, 32, True, 0, drop_last=True, seed=seed, collate_fn=dataset.collate
+    )
+    loader.sampler.resume_at(epoch, start)
+    return [apply_view_plan(batch) for batch in loader]
+
+
+def test_batches_carry_their_plan_until_the_device_applies_it():
+    digits = DigitsDataset("test")
+    dataset = DecodedViews(digits.images, digits.targets, _plan(a=("anchor", "pretext")))
+    batch = dataset.collate([3, 1, 2])
+    assert batch[PLAN_KEY] is dataset.plan and batch["pixels"].dtype == torch.uint8
+    assert batch["index"].tolist() == [3, 1, 2]
+    assert batch["target"].tolist() == digits.targets[[3, 1, 2]].tolist()
+    made = apply_view_plan(batch)
+    assert made["a"].shape == (3, 1, 16, 16) and made["a"].dtype == torch.float32
+    assert "pixels" not in made and PLAN_KEY not in made
+    assert apply_view_plan({"image": 1}) == {"image": 1}  # a per-image batch passes as it is
+
+
+def test_views_depend_on_the_samples_seeds_so_a_resumed_epoch_repeats_them():
+    digits = DigitsDataset("test")
+    plan = _plan(view_a=("anchor", "pretext"), view_b=("anchor", "pretext"))
+    dataset = DecodedViews(digits.images, digits.targets, plan)
+    whole = _batches(dataset, epoch=2)
+    resumed = _batches(dataset, epoch=2, start=5 * 32)  # from the sixth batch on
+    assert len(resumed) == len(whole) - 5
+    for a, b in zip(whole[5:], resumed, strict=True):
+        assert torch.equal(a["index"], b["index"]) and torch.equal(a["view_a"], b["view_a"])
+    first = whole[0]
+    assert not torch.equal(first["view_a"], first["view_b"])  # two draws, not one view twice
+    other_epoch = _batches(dataset, epoch=3)[0]
+    assert not torch.equal(other_epoch["view_a"], first["view_a"])
+
+
+def test_scan_pairs_draw_each_neighbour_from_the_sample_s_own_list():
+    digits = DigitsDataset("test")
+    rng = np.random.default_rng(0)
+    neighbors = np.stack([rng.choice(len(digits), 5, replace=False) for _ in range(len(digits))])
+    plan = _plan(anchor=("anchor", "strong"), neighbor=("neighbor", "strong"))
+    dataset = DecodedViews(digits.images, digits.targets, plan, neighbors)
+    drawn = []
+    for batch in _batches(dataset):
+        index, neighbor_index = batch["index"].numpy(), batch["neighbor_index"].numpy()
+        assert all(n in neighbors[i] for i, n in zip(index, neighbor_index, strict=True))
+        assert batch["neighbor"].shape == batch["anchor"].shape == (32, 1, 16, 16)
+        drawn.extend(np.argmax(neighbors[index] == neighbor_index[:, None], axis=1))
+    counts = np.bincount(drawn, minlength=5)
+    assert counts.min() > 0.1 * len(drawn)  # every position of the lists gets drawn
+    with pytest.raises(ValueError, match="source must be anchor or neighbor"):
+        ViewPlan({"x": ("other", None)})
