@@ -179,7 +179,11 @@ def _ratio(ours: float | None, theirs: float | None) -> float | None:
 def table(result: dict, epochs: int) -> str:
     """The markdown table of docs/BENCHMARKS.md."""
     rows = [
-        ("SimCLR images/s (batch 512)", "simclr_images_per_s", "reference_images_per_s"),
+        (
+            f"SimCLR images/s (batch {result['batch']})",
+            "simclr_images_per_s",
+            "reference_images_per_s",
+        ),
         (
             f"kNN purity@20 after {epochs} epochs",
             f"purity_after_{epochs}_epochs",

@@ -2,7 +2,7 @@
 
 Decoding and augmenting every image in loader processes caps a GPU at a few thousand images
 per second. When the decoded set fits in memory (CIFAR-10: 146 MiB), it is held once as
-``(N, C, S, S)`` uint8, on the GPU when it fits there, and the training device makes the views
+``(N, C, S, S)`` uint8 in memory, and the training device makes the views
 (:mod:`semclust.data.batch_views`). The choice is :func:`choose_input_path`'s.
 """
 
@@ -24,8 +24,6 @@ log = logging.getLogger(__name__)
 INPUT_PATHS = ("auto", "batched", "per_image")
 #: Images looked at to learn the stored size before choosing a path.
 SIZE_SAMPLE = 16
-#: Share of the free GPU memory the decoded images may take there (else they stay in RAM).
-GPU_MEMORY_SHARE = 0.25
 GIB = 1 << 30
 
 
@@ -123,17 +121,6 @@ def decode_all(dataset: ImageDataset, channels: int, size: int, num_workers: int
         out[start : start + len(batch)] = batch
         start += len(batch)
     return out
-
-
-def place_for_training(pixels: torch.Tensor) -> torch.Tensor:
-    """The decoded images on the current GPU when they take little of its free memory."""
-    if not torch.cuda.is_available():
-        return pixels
-    device = torch.device("cuda", torch.cuda.current_device())
-    free, _ = torch.cuda.mem_get_info(device)
-    if pixels.numel() > GPU_MEMORY_SHARE * free:
-        return pixels
-    return pixels.to(device)
 
 
 _CACHE: dict[str, torch.Tensor] = {}

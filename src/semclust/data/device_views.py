@@ -1,8 +1,9 @@
 """Training batches from decoded images, whose views the training device makes.
 
 The loader hands out only what is cheap on the CPU: a batch's decoded uint8 images (one
-index into the decoded tensor), their indices, targets, drawn neighbours and a seed. After the
-batch reaches the device, the module calls the batch's :class:`ViewPlan`
+index into the decoded tensor; a quarter of the bytes of float views), their indices,
+targets, drawn neighbours and a seed. Lightning moves the batch to the module's device,
+whichever it is, and there the module calls the batch's :class:`ViewPlan`
 (:meth:`semclust.stages.base.CollectsValidation.on_after_batch_transfer`), which makes every
 view of the whole batch at once. The seed comes from the samples' own seeds
 (:mod:`semclust.data.sampling`), so a resumed epoch makes the same views.
@@ -16,7 +17,6 @@ import torch
 from torch.utils.data import Dataset
 
 from semclust.data.batch_views import BatchTransform
-from semclust.data.decoded import place_for_training
 from semclust.data.sampling import SampleKey, mix_seed, split_key
 
 #: The batch key holding the :class:`ViewPlan` until the device applies it.
@@ -65,7 +65,6 @@ class DecodedViews(Dataset):
         )
         self.plan = plan
         self.neighbors = None if neighbors is None else torch.from_numpy(np.asarray(neighbors))
-        self._placed = False
 
     def __len__(self) -> int:
         return len(self.pixels)
@@ -74,8 +73,6 @@ class DecodedViews(Dataset):
         return key  # all the work is batched in collate
 
     def collate(self, keys: Sequence[int | SampleKey]) -> dict[str, Any]:
-        if not self._placed:  # here, not at build time: a DDP process picks its GPU at fit
-            self.pixels, self._placed = place_for_training(self.pixels), True
         indices, seeds = zip(*(split_key(key) for key in keys), strict=True)
         index = torch.tensor(indices, dtype=torch.long)
         view_seed = mix_seed(len(keys), *(seed or 0 for seed in seeds))
@@ -83,7 +80,7 @@ class DecodedViews(Dataset):
         batch = {
             "index": index,
             "target": self.targets[index],
-            "pixels": self.pixels[index.to(self.pixels.device)],
+            "pixels": self.pixels[index],
             "view_seed": view_seed,
             PLAN_KEY: self.plan,
         }
@@ -92,7 +89,7 @@ class DecodedViews(Dataset):
             drawn = torch.randint(candidates.shape[1], (len(index),), generator=generator)
             neighbor_index = candidates[torch.arange(len(index)), drawn]
             batch["neighbor_index"] = neighbor_index
-            batch["neighbor_pixels"] = self.pixels[neighbor_index.to(self.pixels.device)]
+            batch["neighbor_pixels"] = self.pixels[neighbor_index]
         return batch
 
 

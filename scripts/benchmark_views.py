@@ -1,0 +1,61 @@
+"""Batched views against the per-image recipes: one batch of 512 uint8 3×32×32 images per view.
+
+    python scripts/benchmark_views.py [--threads N] [--device cuda]
+
+Prints the median time of each view over repeats (per-image: the torchvision recipe applied
+image by image, as a loader worker does; batched: semclust.data.batch_views on the device).
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from semclust.data.batch_views import build_batch_transforms
+from semclust.data.transforms import build_transforms
+
+
+def median_seconds(function, repeats: int, device: torch.device) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=512)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    seeded = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (args.batch, 3, 32, 32), dtype=torch.uint8, generator=seeded)
+    on_device = images.to(device)
+    settings = {"image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
+    per_image = build_transforms("natural", **settings)
+    batched = build_batch_transforms("natural", **settings)
+    print(f"torch {torch.__version__}, {args.threads} threads, batch views on {device}")
+    print(f"{'view':8} {'per-image ms':>13} {'batched ms':>11} {'speed-up':>9}")
+    for view in ("pretext", "weak", "strong", "eval"):
+        one_by_one = median_seconds(
+            lambda v=view: [per_image.get(v)(image) for image in images], 3, torch.device("cpu")
+        )
+        generator = torch.Generator().manual_seed(0)
+        batched.get(view)(on_device, generator)  # warm-up
+        at_once = median_seconds(
+            lambda v=view, g=generator: batched.get(v)(on_device, g), 21, device
+        )
+        print(
+            f"{view:8} {one_by_one * 1e3:13.1f} {at_once * 1e3:11.1f} {one_by_one / at_once:9.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
