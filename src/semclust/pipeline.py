@@ -136,41 +136,33 @@ def _run_stage(
     record(status="running", fingerprint=fingerprint)
     pl.seed_everything(stage.seed(cfg.seed), workers=True, verbose=False)
     started = time.perf_counter()
+
+    def ended(status: str, **fields: Any) -> None:
+        record(
+            status=status,
+            wall_time_s=time.perf_counter() - started,
+            fingerprint=fingerprint,
+            **fields,
+        )
+
     try:
         outputs, metrics = stage.run(cfg, run)
     except OutOfTime as reason:
         log.warning("%s: %s; run the same command again to continue", stage.name, reason)
-        record(
-            status="paused",
-            note=str(reason),
-            wall_time_s=time.perf_counter() - started,
-            fingerprint=fingerprint,
-        )
+        ended("paused", note=str(reason))
         raise
     except StageSkipped as reason:
         log.warning("%s: %s", stage.name, reason)
-        record(
-            status="skipped",
-            note=str(reason),
-            wall_time_s=time.perf_counter() - started,
-            fingerprint=fingerprint,
-        )
+        ended("skipped", note=str(reason))
         return True
     except BaseException as error:
-        record(
-            status="failed",
-            note=f"{type(error).__name__}: {error}",
-            wall_time_s=time.perf_counter() - started,
-            fingerprint=fingerprint,
-        )
+        ended("failed", note=f"{type(error).__name__}: {error}")
         raise
     failpoint("stage.finished")
-    record(
-        status="completed",
+    ended(
+        "completed",
         outputs=outputs,
         metrics=metrics,
-        wall_time_s=time.perf_counter() - started,
-        fingerprint=fingerprint,
         outputs_digest=outputs_digest(outputs.values()),
     )
     return True

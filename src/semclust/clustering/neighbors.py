@@ -182,7 +182,7 @@ def exact_neighbors(
     is never loaded whole: the cost is ``len(rows)·N·D``, the memory one chunk.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    torch_device = _torch_exact_device(use_gpu or None, features)
+    torch_device = _torch_exact_device(use_gpu, features)
     if torch_device is not None:
         return exact_neighbors_torch(features, num_neighbors, torch_device, rows)
     queries = l2_normalize(np.ascontiguousarray(features[rows], dtype=np.float32))

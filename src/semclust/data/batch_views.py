@@ -28,26 +28,11 @@ import torch
 
 from semclust.data import batch_ops as ops
 from semclust.data.batch_randaugment import rand_augment
-from semclust.data.transforms import recipe_arguments
-
-VIEWS = ("pretext", "weak", "strong", "eval")
+from semclust.data.transforms import ViewTransforms, recipe_arguments, recipe_builder
 
 
 class BatchTransform(Protocol):
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
-
-
-@dataclass(frozen=True)
-class BatchViewTransforms:
-    pretext: BatchTransform
-    weak: BatchTransform
-    strong: BatchTransform
-    eval: BatchTransform
-
-    def get(self, view: str) -> BatchTransform:
-        if view not in VIEWS:
-            raise ValueError(f"unknown view {view!r}; choose pretext, weak, strong or eval")
-        return getattr(self, view)
 
 
 def check_inputs(images: torch.Tensor, generator: torch.Generator) -> None:
@@ -209,10 +194,10 @@ def natural_images(
     std: Sequence[float],
     crop_scale_min: float = 0.2,
     cutout_fraction: float = 0.5,
-) -> BatchViewTransforms:
+) -> ViewTransforms:
     """Batch views of :func:`semclust.data.transforms.natural_images`."""
     base = {"image_size": image_size, "mean": tuple(mean), "std": tuple(std)}
-    return BatchViewTransforms(
+    return ViewTransforms(
         pretext=NaturalPretext(**base, crop_scale_min=crop_scale_min),
         weak=NaturalWeak(**base),
         strong=NaturalStrong(**base, cutout_fraction=cutout_fraction),
@@ -227,11 +212,11 @@ def small_grayscale(
     rotation: float = 15.0,
     crop_scale_min: float = 0.5,
     flip: bool = False,
-) -> BatchViewTransforms:
+) -> ViewTransforms:
     """Batch views of :func:`semclust.data.transforms.small_grayscale`."""
     base = {"image_size": image_size, "mean": tuple(mean), "std": tuple(std)}
     max_zoom = 1 / math.sqrt(crop_scale_min)
-    return BatchViewTransforms(
+    return ViewTransforms(
         pretext=GrayscaleView(
             **base,
             affine=AffineRange(rotation, (0.9, max_zoom), translate=0.1, shear=10),
@@ -257,15 +242,11 @@ _RECIPES = {"natural": natural_images, "small_grayscale": small_grayscale}
 
 def build_batch_transforms(
     recipe: str, image_size: int, mean: Sequence[float], std: Sequence[float], **options: float
-) -> BatchViewTransforms:
+) -> ViewTransforms:
     """The four batch views of a named recipe (``natural`` or ``small_grayscale``)."""
-    if recipe not in _RECIPES:
-        raise ValueError(
-            f"unknown augmentation recipe {recipe!r}; choose one of {sorted(_RECIPES)}"
-        )
-    return _RECIPES[recipe](image_size, mean, std, **options)
+    return recipe_builder(_RECIPES, recipe)(image_size, mean, std, **options)
 
 
-def batch_view_transforms(data_cfg: Mapping) -> BatchViewTransforms:
+def batch_view_transforms(data_cfg: Mapping) -> ViewTransforms:
     """The four batch views (pretext, weak, strong, eval) that a data config describes."""
     return build_batch_transforms(**recipe_arguments(data_cfg))

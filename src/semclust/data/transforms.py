@@ -17,6 +17,8 @@ from torchvision.transforms import v2
 
 @dataclass(frozen=True)
 class ViewTransforms:
+    """The four views of a recipe: per image (this module) or per batch (``batch_views``)."""
+
     pretext: Callable
     weak: Callable
     strong: Callable
@@ -227,11 +229,14 @@ def build_transforms(
     recipe: str, image_size: int, mean: Sequence[float], std: Sequence[float], **options: float
 ) -> ViewTransforms:
     """The four views of a named recipe (``natural`` or ``small_grayscale``)."""
-    if recipe not in _RECIPES:
-        raise ValueError(
-            f"unknown augmentation recipe {recipe!r}; choose one of {sorted(_RECIPES)}"
-        )
-    return _RECIPES[recipe](image_size, mean, std, **options)
+    return recipe_builder(_RECIPES, recipe)(image_size, mean, std, **options)
+
+
+def recipe_builder(recipes: Mapping[str, Callable], recipe: str) -> Callable:
+    """``recipes[recipe]``, or an error naming the recipes there are."""
+    if recipe not in recipes:
+        raise ValueError(f"unknown augmentation recipe {recipe!r}; choose one of {sorted(recipes)}")
+    return recipes[recipe]
 
 
 def recipe_arguments(data_cfg: Mapping) -> dict:
