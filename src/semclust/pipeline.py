@@ -13,7 +13,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from semclust import budget
 from semclust.budget import OutOfTime
@@ -29,6 +29,8 @@ from semclust.stages.num_clusters import chosen_num_clusters
 from semclust.stages.registry import Stage, StageSkipped, registered_stages
 
 log = logging.getLogger(__name__)
+
+SYNC_BATCHNORM_PLUGIN = "semclust.stages.sync_batchnorm.SyncBatchNormPlugin"
 
 #: Trainer options that change a stage's numbers (devices change the batches under DDP).
 _RESULT_TRAINER_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision")
@@ -70,7 +72,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown stages {unknown}; choose from {known}")
     cfg = copy.deepcopy(cfg)
-    _sync_batchnorm_where_supported(cfg)
+    _sync_batchnorm_on_any_device(cfg)
     run = RunDirectory(cfg.paths.run_dir, create=False)
     run.claim(overwrite=bool(cfg.get("overwrite", False)))
     attach_log_file(run.root / "train.log")
@@ -211,17 +213,14 @@ def _refuse_other_data(
             )
 
 
-def _sync_batchnorm_where_supported(cfg: DictConfig) -> None:
-    """SyncBatchNorm needs CUDA; on CPU processes each keeps its own statistics."""
+def _sync_batchnorm_on_any_device(cfg: DictConfig) -> None:
+    """``trainer.sync_batchnorm`` through our plugin: Lightning's own is CUDA-only."""
     if not cfg.trainer.get("sync_batchnorm"):
         return
-    accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    on_gpus = accelerator in ("gpu", "cuda") or (
-        accelerator == "auto" and torch.cuda.is_available()
-    )
-    if not on_gpus:
-        log.info("trainer.sync_batchnorm is for GPUs; off for this %s run", accelerator)
+    with open_dict(cfg.trainer):
         cfg.trainer.sync_batchnorm = False
+        plugins = list(cfg.trainer.get("plugins") or [])
+        cfg.trainer.plugins = [*plugins, {"_target_": SYNC_BATCHNORM_PLUGIN}]
 
 
 def _wait_for_all_processes() -> None:

@@ -10,6 +10,7 @@ from semclust.data.batch_views import build_batch_transforms
 from semclust.data.datasets import FeatureDataset, ImageDataset
 from semclust.data.decoded import choose_input_path, decode_all, decoded_images
 from semclust.data.device_views import PLAN_KEY, DecodedViews, ViewPlan, apply_view_plan
+from semclust.data.sampling import SampleKey, mix_seed
 
 GRAY = {
     "channels": 1,
@@ -130,3 +131,25 @@ def test_scan_pairs_draw_each_neighbour_from_the_sample_s_own_list():
     assert counts.min() > 0.1 * len(drawn)  # every position of the lists gets drawn
     with pytest.raises(ValueError, match="source must be anchor or neighbor"):
         ViewPlan({"x": ("other", None)})
+
+
+@pytest.mark.parametrize("recipe", ["small_grayscale", "natural"])
+def test_each_sample_gets_its_views_in_any_batch_so_ddp_shares_augment_like_one_process(recipe):
+    """Two processes each hold every second sample of a global batch (SeededShuffleSampler)."""
+    if recipe == "natural":
+        images = decode_all(PhotoSet(16, 32), 3, 32, num_workers=0)
+        transforms = build_batch_transforms("natural", 32, [0.5] * 3, [0.2] * 3)
+    else:
+        images = DigitsDataset("test").images[:16]
+        transforms = build_batch_transforms("small_grayscale", 16, [0.3], [0.4])
+    views = {"a": ("anchor", "pretext"), "n": ("neighbor", "strong"), "w": ("anchor", "weak")}
+    plan = ViewPlan({name: (source, transforms.get(v)) for name, (source, v) in views.items()})
+    neighbors = np.stack([np.roll(np.arange(len(images)), -s)[1:6] for s in range(len(images))])
+    dataset = DecodedViews(images, None, plan, neighbors)
+    keys = [SampleKey(index, mix_seed(9, index)) for index in range(12)]
+    whole = apply_view_plan(dataset.collate(keys))
+    assert not torch.equal(whole["a"][0], whole["a"][1])
+    for rank in (0, 1):
+        share = apply_view_plan(dataset.collate(keys[rank::2]))
+        for name in ("a", "n", "w", "neighbor_index"):
+            assert torch.equal(share[name], whole[name][rank::2]), (name, rank)

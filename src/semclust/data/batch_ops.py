@@ -1,7 +1,8 @@
 """Batched augmentation primitives: per-sample random parameters, one tensor op per batch.
 
-Random parameters are drawn on the CPU from an explicit ``torch.Generator`` and only then
-moved to the images' device, so a seed gives the same views on CPU and CUDA. Functions that
+Random parameters are drawn on the CPU from an explicit ``torch.Generator`` (or per sample
+from :class:`~semclust.data.sample_streams.SampleStreams`) and only then moved to the images'
+device, so a seed gives the same views on CPU and CUDA. Functions that
 draw take ``generator`` and return parameters; functions that apply take tensors and never
 draw. Images here are float ``(B, C, H, W)`` in ``[0, 1]`` unless a name says ``uint8``.
 """
@@ -13,20 +14,20 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from semclust.data.sample_streams import Draws, draw_uniform
+
 # torchvision's rgb_to_grayscale weights (ITU-R 601, with its 0.2989 for red).
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
 
-def uniform(
-    generator: torch.Generator, shape: tuple[int, ...], low: float, high: float
-) -> torch.Tensor:
+def uniform(generator: Draws, shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
     """CPU float64 draws from U(low, high)."""
-    return low + (high - low) * torch.rand(shape, generator=generator, dtype=torch.float64)
+    return low + (high - low) * draw_uniform(generator, shape, torch.float64)
 
 
-def coin(generator: torch.Generator, batch: int, p: float) -> torch.Tensor:
+def coin(generator: Draws, batch: int, p: float) -> torch.Tensor:
     """CPU booleans, each True with probability ``p`` (torchvision's ``rand < p``)."""
-    return torch.rand(batch, generator=generator) < p
+    return draw_uniform(generator, (batch,)) < p
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -78,7 +79,7 @@ def flip_theta(theta: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
 
 
 def random_affine_theta(
-    generator: torch.Generator,
+    generator: Draws,
     batch: int,
     degrees: float,
     scale: tuple[float, float],
@@ -90,7 +91,7 @@ def random_affine_theta(
     Draws ``rand(batch, 5)`` in float32 and applies its formula in float64, so one sample
     from a generator seeded like the global one reproduces its warp exactly.
     """
-    u = torch.rand((batch, 5), generator=generator).double()
+    u = draw_uniform(generator, (batch, 5)).double()
     angle = torch.deg2rad((2 * u[:, 0] - 1) * degrees)
     shear_angle = torch.deg2rad((2 * u[:, 1] - 1) * shear)
     zoom = scale[0] + u[:, 2] * (scale[1] - scale[0])
@@ -125,14 +126,14 @@ def _first_fitting_attempt(
     return sides[0].gather(1, first)[:, 0], sides[1].gather(1, first)[:, 0], found
 
 
-def _uniform_offset(generator: torch.Generator, room: torch.Tensor) -> torch.Tensor:
+def _uniform_offset(generator: Draws, room: torch.Tensor) -> torch.Tensor:
     """Integers uniform on ``0..room`` per sample, like ``randint(0, room + 1)``."""
-    u = torch.rand(room.shape, generator=generator, dtype=torch.float64)
+    u = draw_uniform(generator, room.shape, torch.float64)
     return (u * (room + 1)).floor().long()
 
 
 def resized_crop_boxes(
-    generator: torch.Generator,
+    generator: Draws,
     batch: int,
     height: int,
     width: int,
@@ -186,7 +187,7 @@ def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def padded_crop_flip(
-    images: torch.Tensor, generator: torch.Generator, padding: int, flip: bool
+    images: torch.Tensor, generator: Draws, padding: int, flip: bool
 ) -> torch.Tensor:
     """RandomCrop(size, padding, reflect) then, if ``flip``, RandomHorizontalFlip, per sample.
 
@@ -208,7 +209,7 @@ def padded_crop_flip(
 
 
 def erasing_boxes(
-    generator: torch.Generator,
+    generator: Draws,
     batch: int,
     height: int,
     width: int,
@@ -312,7 +313,7 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 
 def color_jitter(
     images: torch.Tensor,
-    generator: torch.Generator,
+    generator: Draws,
     p: float,
     strengths: tuple[float, float, float, float],
 ) -> torch.Tensor:
@@ -334,7 +335,7 @@ def color_jitter(
         ],
         dim=1,
     )
-    order = torch.rand((batch, 4), generator=generator).argsort(dim=1)
+    order = draw_uniform(generator, (batch, 4)).argsort(dim=1)
     applied = coin(generator, batch, p)
     adjustments = [adjust_brightness, adjust_contrast]
     if images.shape[1] == 3:
@@ -353,7 +354,7 @@ def color_jitter(
     return out
 
 
-def random_grayscale(images: torch.Tensor, generator: torch.Generator, p: float) -> torch.Tensor:
+def random_grayscale(images: torch.Tensor, generator: Draws, p: float) -> torch.Tensor:
     """With probability ``p`` per sample, replace the image by its luma in every channel."""
     chosen = coin(generator, images.shape[0], p).to(images.device).view(-1, 1, 1, 1)
     return torch.where(chosen, grayscale(images).expand_as(images), images)
@@ -361,7 +362,7 @@ def random_grayscale(images: torch.Tensor, generator: torch.Generator, p: float)
 
 def brightness_contrast(
     images: torch.Tensor,
-    generator: torch.Generator,
+    generator: Draws,
     brightness: float,
     contrast: float,
     p: float,
@@ -370,7 +371,7 @@ def brightness_contrast(
 
     Contrast scales around each image's own mean over all channels and pixels.
     """
-    u = torch.rand((images.shape[0], 3), generator=generator)
+    u = draw_uniform(generator, (images.shape[0], 3))
     applied = (u[:, 0] < p).to(images.device).view(-1, 1, 1, 1)
     scaled = images * per_sample(1 + (2 * u[:, 1].double() - 1) * brightness, images)
     mean = scaled.mean(dim=(1, 2, 3), keepdim=True)

@@ -15,6 +15,8 @@ import torch
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from semclust.data.sample_streams import Draws, SampleStreams
+
 # v2.RandAugment's defaults; a different magnitude would change every op's strength.
 MAGNITUDE = 9
 NUM_MAGNITUDE_BINS = 31
@@ -53,12 +55,16 @@ class Choices:
     negative: torch.Tensor
 
 
-def draw_choices(batch_size: int, generator: torch.Generator, num_ops: int = 4) -> Choices:
+def draw_choices(batch_size: int, generator: Draws, num_ops: int = 4) -> Choices:
     """Draw each sample's ops (uniform, with replacement) and signs (p = 0.5) on the CPU."""
     if num_ops < 0:
         raise ValueError(f"num_ops should be a non-negative integer, got {num_ops}")
-    op = torch.randint(len(OPS), (num_ops, batch_size), generator=generator)
-    negative = torch.randint(2, (num_ops, batch_size), generator=generator).bool()
+    if isinstance(generator, SampleStreams):  # streams draw with the batch axis first
+        op = generator.randint(len(OPS), (batch_size, num_ops)).T
+        negative = generator.randint(2, (batch_size, num_ops)).T.bool()
+    else:
+        op = torch.randint(len(OPS), (num_ops, batch_size), generator=generator)
+        negative = torch.randint(2, (num_ops, batch_size), generator=generator).bool()
     return Choices(op=op, negative=negative & _SIGNED[op])
 
 
@@ -186,9 +192,7 @@ def apply_choices(images: torch.Tensor, choices: Choices) -> torch.Tensor:
     return torch.empty_like(current).index_copy_(0, restore, current)
 
 
-def rand_augment(
-    images: torch.Tensor, generator: torch.Generator, num_ops: int = 4
-) -> torch.Tensor:
+def rand_augment(images: torch.Tensor, generator: Draws, num_ops: int = 4) -> torch.Tensor:
     """torchvision's ``v2.RandAugment(num_ops)`` applied independently to each image.
 
     ``images`` are uint8 ``(B, C, H, W)`` with C 1 or 3, on any device; the result has the

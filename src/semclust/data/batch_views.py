@@ -1,9 +1,10 @@
 """The augmentation recipes of :mod:`semclust.data.transforms`, made for a whole batch at once.
 
-Each view takes uint8 ``(B, C, H, W)`` images on any device and a CPU ``torch.Generator``,
-draws every random parameter per sample on the CPU, and returns float32
-``(B, C, image_size, image_size)`` normalised views on the images' device. Same generator
-state, same views, on CPU or CUDA; nothing waits for the device.
+Each view takes uint8 ``(B, C, H, W)`` images on any device and a CPU ``torch.Generator`` or
+the batch's :class:`~semclust.data.sample_streams.SampleStreams` (training: each sample's
+parameters from its own seed), draws every random parameter per sample on the CPU, and
+returns float32 ``(B, C, image_size, image_size)`` normalised views on the images' device.
+Same generator state, same views, on CPU or CUDA; nothing waits for the device.
 
 Where the batch views differ from the per-image recipes:
 
@@ -28,20 +29,24 @@ import torch
 
 from semclust.data import batch_ops as ops
 from semclust.data.batch_randaugment import rand_augment
+from semclust.data.sample_streams import Draws, SampleStreams
 from semclust.data.transforms import ViewTransforms, recipe_arguments, recipe_builder
 
 
 class BatchTransform(Protocol):
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
+    def __call__(self, images: torch.Tensor, generator: Draws) -> torch.Tensor: ...
 
 
-def check_inputs(images: torch.Tensor, generator: torch.Generator) -> None:
+def check_inputs(images: torch.Tensor, generator: Draws) -> None:
     """Raise unless ``images`` is a uint8 ``(B, C, H, W)`` batch and ``generator`` is on the CPU."""
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(
             f"batch views take uint8 (B, C, H, W) images, got {images.dtype} {tuple(images.shape)}"
         )
-    if generator.device.type != "cpu":
+    if isinstance(generator, SampleStreams):
+        if len(generator) != len(images):
+            raise ValueError(f"{len(generator)} sample streams for a batch of {len(images)}")
+    elif generator.device.type != "cpu":
         raise ValueError(
             f"draw batch augmentation parameters from a CPU generator, got {generator.device}; "
             "a CPU generator gives the same views on every device"
@@ -69,7 +74,7 @@ class EvalView(ViewOutput):
 
     round_resize: bool = True
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: Draws) -> torch.Tensor:
         check_inputs(images, generator)
         if self.round_resize:
             return self.finish(ops.to_unit(ops.resize_uint8(images, self.image_size)))
@@ -82,7 +87,7 @@ class NaturalPretext(ViewOutput):
 
     crop_scale_min: float = 0.2
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: Draws) -> torch.Tensor:
         check_inputs(images, generator)
         batch, _, height, width = images.shape
         boxes = ops.resized_crop_boxes(
@@ -101,7 +106,7 @@ class NaturalPretext(ViewOutput):
 class NaturalWeak(ViewOutput):
     """Resize, reflect-padded random crop (padding ``image_size // 8``) and flip."""
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: Draws) -> torch.Tensor:
         check_inputs(images, generator)
         views = ops.resize_uint8(images, self.image_size)
         views = ops.padded_crop_flip(views, generator, self.image_size // 8, flip=True)
@@ -118,7 +123,7 @@ class NaturalStrong(ViewOutput):
 
     cutout_fraction: float = 0.5
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: Draws) -> torch.Tensor:
         check_inputs(images, generator)
         views = ops.resize_uint8(images, self.image_size)
         views = ops.padded_crop_flip(views, generator, self.image_size // 8, flip=True)
@@ -158,7 +163,7 @@ class GrayscaleView(ViewOutput):
     jitter: bool = False
     erase_p: float = 0.0
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: Draws) -> torch.Tensor:
         check_inputs(images, generator)
         batch = images.shape[0]
         flips = ops.coin(generator, batch, 0.5) if self.flip else None

@@ -5,8 +5,9 @@ index into the decoded tensor; a quarter of the bytes of float views), their ind
 targets, drawn neighbours and a seed. Lightning moves the batch to the module's device,
 whichever it is, and there the module calls the batch's :class:`ViewPlan`
 (:meth:`semclust.stages.base.CollectsValidation.on_after_batch_transfer`), which makes every
-view of the whole batch at once. The seed comes from the samples' own seeds
-(:mod:`semclust.data.sampling`), so a resumed epoch makes the same views.
+view of the whole batch at once. Every sample's parameters come from its own seed
+(:mod:`semclust.data.sampling`, :mod:`semclust.data.sample_streams`), so a resumed epoch makes
+the same views, and so does any split of the batch over DDP processes.
 """
 
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from semclust.data.batch_views import BatchTransform
+from semclust.data.sample_streams import SampleStreams
 from semclust.data.sampling import SampleKey, mix_seed, split_key
 
 #: The batch key holding the :class:`ViewPlan` until the device applies it.
@@ -38,9 +40,9 @@ class ViewPlan:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Replace the batch's decoded images with its views (on the images' device)."""
         sources = {"anchor": batch.pop("pixels"), "neighbor": batch.pop("neighbor_pixels", None)}
-        generator = torch.Generator().manual_seed(int(batch.pop("view_seed")))
+        streams = SampleStreams(batch.pop("view_seeds").tolist())
         for name, (source, transform) in self.views.items():
-            batch[name] = transform(sources[source], generator)
+            batch[name] = transform(sources[source], streams)
         return batch
 
 
@@ -75,18 +77,22 @@ class DecodedViews(Dataset):
     def collate(self, keys: Sequence[int | SampleKey]) -> dict[str, Any]:
         indices, seeds = zip(*(split_key(key) for key in keys), strict=True)
         index = torch.tensor(indices, dtype=torch.long)
-        view_seed = mix_seed(len(keys), *(seed or 0 for seed in seeds))
-        generator = torch.Generator().manual_seed(mix_seed(view_seed, 1))
+        # Evaluation keys carry no seed; their views draw nothing.
+        view_seeds = [
+            mix_seed(seed, 2) if seed is not None else index
+            for seed, index in zip(seeds, indices, strict=True)
+        ]
         batch = {
             "index": index,
             "target": self.targets[index],
             "pixels": self.pixels[index],
-            "view_seed": view_seed,
+            "view_seeds": torch.tensor(view_seeds, dtype=torch.long),
             PLAN_KEY: self.plan,
         }
         if self.neighbors is not None:
             candidates = self.neighbors[index]
-            drawn = torch.randint(candidates.shape[1], (len(index),), generator=generator)
+            neighbor_streams = SampleStreams([mix_seed(seed, 1) for seed in view_seeds])
+            drawn = neighbor_streams.randint(candidates.shape[1], (len(index),))
             neighbor_index = candidates[torch.arange(len(index)), drawn]
             batch["neighbor_index"] = neighbor_index
             batch["neighbor_pixels"] = self.pixels[neighbor_index]

@@ -5,6 +5,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from semclust.losses.distributed import sum_over_processes
+
 _EPS = 1e-8
 
 
@@ -15,7 +17,10 @@ class ScanLossTerms(NamedTuple):
 
 
 def scan_loss(
-    anchor_logits: torch.Tensor, neighbor_logits: torch.Tensor, entropy_weight: float
+    anchor_logits: torch.Tensor,
+    neighbor_logits: torch.Tensor,
+    entropy_weight: float,
+    across_processes: bool = False,
 ) -> ScanLossTerms:
     r"""SCAN clustering loss for one head.
 
@@ -31,6 +36,8 @@ def scan_loss(
         anchor_logits: logits of the anchors, ``(B, K)``.
         neighbor_logits: logits of one mined neighbour per anchor, ``(B, K)``.
         entropy_weight: :math:`\lambda`; larger spreads samples over more clusters.
+        across_processes: under DDP, take :math:`\bar p` over every process's anchors (the
+            global batch), so the entropy term is the one a single process would compute.
 
     Returns the total loss, the consistency term and the (positive) entropy.
     """
@@ -43,6 +50,11 @@ def scan_loss(
     neighbor_probs = F.softmax(neighbor_logits, dim=1)
     agreement = (anchor_probs * neighbor_probs).sum(dim=1)
     consistency = -torch.log(agreement.clamp_min(_EPS)).mean()
-    mean_probs = anchor_probs.mean(dim=0)
+    if across_processes:
+        count = anchor_probs.new_tensor([anchor_probs.shape[0]])
+        totals = sum_over_processes(torch.cat([anchor_probs.sum(dim=0), count]))
+        mean_probs = totals[:-1] / totals[-1]
+    else:
+        mean_probs = anchor_probs.mean(dim=0)
     entropy = -(mean_probs * torch.log(mean_probs.clamp_min(_EPS))).sum()
     return ScanLossTerms(consistency - entropy_weight * entropy, consistency, entropy)

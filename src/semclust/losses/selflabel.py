@@ -3,12 +3,15 @@
 import torch
 import torch.nn.functional as F
 
+from semclust.losses.distributed import process_count, sum_over_processes
+
 
 def confidence_cross_entropy(
     weak_logits: torch.Tensor,
     strong_logits: torch.Tensor,
     threshold: float,
     class_balancing: bool = True,
+    across_processes: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Cross-entropy of strongly augmented views against confident pseudo-labels.
 
@@ -28,6 +31,10 @@ def confidence_cross_entropy(
         strong_logits: logits of the strongly augmented views, ``(B, K)``.
         threshold: confidence threshold :math:`\tau` in ``[0, 1)``.
         class_balancing: weight each pseudo-class by its inverse frequency in ``M``.
+        across_processes: under DDP, let ``M`` be the confident samples of every process
+            (the global batch): the weights and the normaliser are summed over processes and
+            the loss scaled so that DDP's average of the processes' gradients is the
+            gradient of the global loss above.
 
     Returns the loss (zero, still attached to the graph, when no sample is confident) and the
     boolean mask of confident samples.
@@ -40,12 +47,21 @@ def confidence_cross_entropy(
     with torch.no_grad():
         max_prob, pseudo_labels = F.softmax(weak_logits, dim=1).max(dim=1)
         confident = max_prob > threshold
-    if not confident.any():
-        return strong_logits.sum() * 0.0, confident
+    num_classes = weak_logits.shape[1]
     targets = pseudo_labels[confident]
-    weight = None
+    counts = torch.bincount(targets, minlength=num_classes).float()
+    processes = 1
+    if across_processes:
+        processes = process_count()
+        counts = sum_over_processes(counts)  # no gradient flows through the pseudo-labels
+    if counts.sum() == 0:
+        return strong_logits.sum() * 0.0, confident
     if class_balancing:
-        counts = torch.bincount(targets, minlength=weak_logits.shape[1]).to(strong_logits.dtype)
-        weight = torch.where(counts > 0, targets.numel() / counts.clamp_min(1), 0.0)
-    loss = F.cross_entropy(strong_logits[confident], targets, weight=weight)
-    return loss, confident
+        weights = torch.where(counts > 0, counts.sum() / counts.clamp_min(1), 0.0)
+    else:
+        weights = torch.ones_like(counts)
+    # Sum of the weights over the (global) confident set: sum_c count_c * w_c.
+    normaliser = (counts * weights).sum()
+    per_sample = F.cross_entropy(strong_logits[confident], targets, reduction="none")
+    loss = (weights[targets] * per_sample).sum() * processes / normaliser
+    return loss.to(strong_logits.dtype), confident

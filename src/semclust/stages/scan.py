@@ -103,7 +103,7 @@ class ScanModule(CollectsValidation):
             features = self.model.backbone(images)
         anchor_logits, neighbor_logits = self.model.cluster_heads(features).chunk(2, dim=1)
         terms = [
-            scan_loss(a, n, self.entropy_weight)
+            scan_loss(a, n, self.entropy_weight, across_processes=True)
             for a, n in zip(anchor_logits, neighbor_logits, strict=True)
         ]
         total = torch.stack([t.total for t in terms]).sum()

@@ -88,7 +88,11 @@ class SelfLabelModule(CollectsValidation):
             weak_logits = self.model(batch["weak"])[0]
         strong_logits = self.model(batch["strong"])[0]
         loss, confident = confidence_cross_entropy(
-            weak_logits, strong_logits, self.threshold, self.class_balancing
+            weak_logits,
+            strong_logits,
+            self.threshold,
+            self.class_balancing,
+            across_processes=True,  # the global batch's confident set, as one process sees it
         )
         self.log_dict(
             {"train/selflabel_loss": loss, "train/confident_fraction": confident.float().mean()},
