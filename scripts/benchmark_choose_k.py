@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from semclust.clustering.choose_k import CRITERIA, pick_k, sweep_k
+from semclust.clustering.choose_k import SWEEP_CRITERIA as CRITERIA
+from semclust.clustering.choose_k import pick_k, sweep_k
 from semclust.clustering.settings import ChooseKSettings
 
 

@@ -1,4 +1,4 @@
-"""The ``semclust`` console script: export, predict, neighbors, report, cluster.
+"""The ``semclust`` console script: export, predict, neighbors, report, cluster, group.
 
 Training and evaluation are Hydra apps (``train.py``, ``evaluate.py``); these commands work on
 an exported model and plain folders, and need no config.
@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from semclust.clustering.settings import ClassicSettings
+from semclust.grouping.settings import LINK_MODES, METHODS, GroupOptions
 from semclust.inference.predict import PredictOptions
 
 #: Errors that come from the user's input; anything else is a bug and keeps its traceback.
@@ -92,6 +93,31 @@ def _cluster(args: argparse.Namespace) -> None:
         score_space=args.score_space,
     )
     print(f"{comparison.reason}\nwrote {', '.join(str(path) for path in outputs.values())}")
+
+
+def _group(args: argparse.Namespace) -> None:
+    from semclust.grouping import group_folder
+
+    options = GroupOptions(
+        **{name: getattr(args, name) for name in GroupOptions.__dataclass_fields__ if name in args}
+    )
+    summary = group_folder(args.input_dir, args.out, options)
+    print(
+        f"{summary['images_grouped']} of {summary['images_found']} images: {summary['groups']} "
+        f"groups ({summary['images_in_groups']} images) and {summary['outliers']} outliers by "
+        f"{summary['method']} at threshold {summary['threshold']:.4f} "
+        f"({summary['threshold_source']}), {summary['skipped']} unreadable, in "
+        f"{summary['wall_time_s']:.1f} s; outputs in {args.out}"
+    )
+
+
+def _threshold(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or auto: {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,6 +220,64 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--seed", type=int, default=0)
     cluster.add_argument("--overwrite", action="store_true", help="replace earlier outputs")
     cluster.set_defaults(run=_cluster)
+
+    group = commands.add_parser(
+        "group", help="group near-duplicate / similar images (connected chains of links)"
+    )
+    group.add_argument("input_dir", help="folder of images (searched recursively; only read)")
+    group.add_argument("--out", required=True, help="output folder (outside the input)")
+    settings = GroupOptions()
+    group.add_argument("--method", choices=METHODS, default=settings.method)
+    group.add_argument(
+        "--threshold",
+        type=_threshold,
+        help="similarity in [0, 1] that links two images, or auto (the knee of the curve "
+        "of pairs found against the threshold on a sample); default: the method's",
+    )
+    group.add_argument(
+        "--batch-size",
+        type=int,
+        default=settings.batch_size,
+        help="images grouped at once; batches are merged through one representative per group",
+    )
+    group.add_argument(
+        "--neighbors",
+        type=int,
+        default=settings.neighbors,
+        help="candidates per image for ssim, orb and template, and for auto",
+    )
+    group.add_argument(
+        "--sample-size", type=int, default=settings.sample_size, help="images sampled for auto"
+    )
+    group.add_argument(
+        "--link",
+        choices=LINK_MODES,
+        default=settings.link,
+        help="how groups/<n>/ and outliers/ refer to the inputs (never moved)",
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=settings.workers,
+        help="threads decoding images (and comparing pairs for ssim, orb)",
+    )
+    group.add_argument("--seed", type=int, default=settings.seed)
+    group.add_argument(
+        "--cnn-model",
+        default=settings.cnn_model,
+        help="torchvision model name (pretrained weights, downloaded once) or a semclust "
+        "model (.safetensors, run directory, .ckpt)",
+    )
+    group.add_argument(
+        "--cnn-weights",
+        default=settings.cnn_weights,
+        help="torchvision weights name, or none for random weights (nothing downloaded)",
+    )
+    group.add_argument("--device", default=settings.device)
+    group.add_argument("--no-report", dest="report", action="store_false", help="no HTML page")
+    group.add_argument("--overwrite", action="store_true", help="replace earlier outputs")
+    group.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
+    group.set_defaults(run=_group)
     return parser
 
 

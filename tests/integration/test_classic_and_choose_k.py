@@ -69,9 +69,12 @@ def test_auto_k_finds_the_three_families_on_pixels(tiny_config, tmp_path):
     run_dir = tmp_path / "run"
     choice = _manifest(run_dir)["num_clusters"]
     assert choice["value"] == 3
-    assert "silhouette" in choice["reason"] and "K=3" in choice["reason"]
+    assert choice["criterion"] == "gmm_bic" and "K=3" in choice["reason"]
+    assert "silhouette 3" in choice["reason"]  # the compared criteria are named too
     assert choice["swept"] == [2, 8]
-    for name in ("elbow", "silhouette"):
+    assert choice["criteria"]["gmm_bic"]["curve"]["x"] == list(range(2, 9))
+    assert choice["neighbors"].startswith("exact search")  # pixels were never mined
+    for name in ("elbow", "silhouette", "criteria"):
         assert (run_dir / choice["files"][name]).read_bytes()[:8] == PNG_SIGNATURE
     with open(run_dir / choice["files"]["table"]) as file:
         assert [int(row["k"]) for row in csv.DictReader(file)] == list(range(2, 9))

@@ -1,11 +1,16 @@
-"""Choosing the number of clusters without labels: a k-means sweep over K, read by silhouette,
-the elbow of the inertia curve, Calinski-Harabasz or Davies-Bouldin.
+"""Choosing the number of clusters without labels.
 
-numpy, scikit-learn and matplotlib only, so it runs on any (N, D) feature matrix.
+A k-means sweep over K, read by silhouette, the elbow of the inertia curve, Calinski-Harabasz
+or Davies-Bouldin; and the criteria of :mod:`semclust.clustering.k_criteria` (eigengap of the
+kNN graph, GMM BIC, over-cluster-and-merge by neighbour agreement). :func:`estimate_k` runs
+the chosen criterion and any others to compare, and explains the choice.
+
+numpy, SciPy, scikit-learn and matplotlib only, so it runs on any (N, D) feature matrix.
 """
 
 import csv
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +19,16 @@ from matplotlib.figure import Figure
 from sklearn.cluster import KMeans
 
 from semclust.clustering.features import check_features
+from semclust.clustering.k_criteria import KEstimate, eigengap_k, gmm_bic_k, knn_graph, merge_k
+from semclust.clustering.k_plot import plot_k_criteria
 from semclust.clustering.settings import ChooseKSettings
 from semclust.metrics import l2_normalize, label_free_scores
 
-CRITERIA = ("silhouette", "elbow", "calinski_harabasz", "davies_bouldin")
+#: Criteria read from the k-means sweep (:func:`sweep_k`, :func:`pick_k`).
+SWEEP_CRITERIA = ("silhouette", "elbow", "calinski_harabasz", "davies_bouldin")
+#: Criteria that need the kNN graph (the mined neighbours, or an exact search).
+GRAPH_CRITERIA = ("eigengap", "merge")
+CRITERIA = (*SWEEP_CRITERIA, "eigengap", "gmm_bic", "merge")
 _HIGHER_IS_BETTER = {"silhouette": True, "calinski_harabasz": True, "davies_bouldin": False}
 _NAMES = {
     "silhouette": "silhouette",
@@ -100,13 +111,14 @@ def _k_range(ks: Sequence[int]) -> str:
     return "K in {" + ", ".join(str(k) for k in ks) + "}"
 
 
-def pick_k(
-    table: Sequence[Mapping[str, Any]], criterion: str = ChooseKSettings.criterion
-) -> tuple[int, str]:
+def pick_k(table: Sequence[Mapping[str, Any]], criterion: str = "silhouette") -> tuple[int, str]:
     """The K that ``criterion`` prefers in a :func:`sweep_k` table, and a one-sentence reason
     with the numbers (which always says where the elbow is too)."""
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion {criterion!r}; choose one of {', '.join(CRITERIA)}")
+    if criterion not in SWEEP_CRITERIA:
+        raise ValueError(
+            f"{criterion!r} is not read from the k-means sweep; choose one of "
+            f"{', '.join(SWEEP_CRITERIA)}"
+        )
     if not table:
         raise ValueError("the K table is empty")
     ks = [int(row["k"]) for row in table]
@@ -193,6 +205,124 @@ def write_k_table(table: Sequence[Mapping[str, Any]], path: Path) -> Path:
     return path
 
 
+@dataclass
+class KChoice:
+    """What :func:`estimate_k` found: the chosen ``k`` and why, every computed criterion's
+    estimate (the chosen one first), and the k-means sweep table (empty when no sweep
+    criterion ran). A compared criterion that failed has its error in ``failures``."""
+
+    k: int
+    criterion: str
+    reason: str
+    estimates: dict[str, KEstimate]
+    table: list[dict]
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def criteria(self) -> dict[str, dict]:
+        """Every criterion's K, reason and curve (or error), for the manifest."""
+        found: dict[str, dict] = {name: e.as_dict() for name, e in self.estimates.items()}
+        found.update({name: {"error": error} for name, error in self.failures.items()})
+        return found
+
+
+def _sweep_estimate(table: Sequence[Mapping[str, Any]], criterion: str) -> KEstimate:
+    k, reason = pick_k(table, criterion)
+    key = "inertia" if criterion == "elbow" else criterion
+    rows = [row for row in table if row.get(key) is not None]
+    label = "k-means inertia" if criterion == "elbow" else _NAMES[criterion]
+    better = {True: " (higher is better)", False: " (lower is better)"}
+    return KEstimate(
+        criterion,
+        k,
+        reason,
+        [float(row["k"]) for row in rows],
+        [float(row[key]) for row in rows],
+        y_label=label + better.get(_HIGHER_IS_BETTER.get(criterion), ""),
+    )
+
+
+def _estimate(
+    name: str,
+    features: np.ndarray,
+    ks: list[int],
+    seed: int,
+    settings: ChooseKSettings,
+    table: list[dict],
+    neighbors: np.ndarray | None,
+) -> KEstimate:
+    if name in SWEEP_CRITERIA:
+        return _sweep_estimate(table, name)
+    if name == "eigengap":
+        return eigengap_k(neighbors, ks, seed)
+    if name == "gmm_bic":
+        return gmm_bic_k(features, ks, seed, settings.gmm_dimensions, settings.gmm_covariance_type)
+    over = settings.merge_over_clusters or 3 * ks[-1]
+    return merge_k(
+        features,
+        neighbors,
+        ks,
+        seed,
+        over,
+        settings.merge_threshold,
+        settings.merge_min_size_fraction,
+    )
+
+
+def estimate_k(
+    features: Any,
+    k_values: Sequence[int],
+    seed: int,
+    settings: ChooseKSettings | None = None,
+    neighbors: np.ndarray | None = None,
+) -> KChoice:
+    """K by ``settings.criterion``, with every criterion of ``settings.compare`` computed too.
+
+    ``neighbors`` (``(N, k)`` row indices, e.g. the mine stage's) is the kNN graph of the
+    eigengap and merge criteria; without it, an exact search of ``settings.num_neighbors``
+    neighbours makes one. A compared criterion that fails is recorded, not raised; the
+    chosen one raises."""
+    settings = settings or ChooseKSettings()
+    names = list(dict.fromkeys([settings.criterion, *settings.compare]))
+    unknown = [name for name in names if name not in CRITERIA]
+    if unknown:
+        raise ValueError(f"unknown criteria {unknown}; choose from {', '.join(CRITERIA)}")
+    features = check_features(features)
+    ks = _check_k_values(k_values, len(features))
+    if neighbors is None and any(name in GRAPH_CRITERIA for name in names):
+        neighbors = knn_graph(features, min(settings.num_neighbors, len(features) - 1))
+    if any(name in SWEEP_CRITERIA for name in names):
+        table = sweep_k(features, ks, seed, settings.sample_size)
+    else:
+        table = []
+    estimates, failures = {}, {}
+    for name in names:
+        try:
+            estimates[name] = _estimate(name, features, ks, seed, settings, table, neighbors)
+        except ValueError as error:
+            if name == settings.criterion:
+                raise
+            failures[name] = str(error)
+    chosen = estimates[settings.criterion]
+    others = [f"{name} {e.k}" for name, e in estimates.items() if name != settings.criterion]
+    reason = f"{settings.criterion}: {chosen.reason}"
+    if others:
+        agree = sum(e.k == chosen.k for e in estimates.values()) - 1
+        reason += f" Others: {', '.join(others)} ({agree} of {len(others)} agree)."
+    return KChoice(chosen.k, settings.criterion, reason, estimates, table, failures)
+
+
+def write_k_choice(choice: KChoice, out_dir: Path) -> dict[str, Path]:
+    """``k_criteria.png`` (every criterion's curve) and, where the sweep ran, ``k_sweep.csv``,
+    ``elbow.png`` and ``silhouette.png`` in ``out_dir``; their paths by name."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {"criteria": plot_k_criteria(choice.criteria(), choice.k, out_dir / "k_criteria.png")}
+    if choice.table:
+        files["table"] = write_k_table(choice.table, out_dir / "k_sweep.csv")
+        files.update(plot_k_sweep(choice.table, choice.k, out_dir))
+    return files
+
+
 def choose_k(
     features: Any,
     k_values: Sequence[int],
@@ -202,14 +332,16 @@ def choose_k(
     sample_size: int = ChooseKSettings.sample_size,
     write: bool = True,
 ) -> tuple[int, str, dict[str, Path]]:
-    """Sweep, pick and (with ``write``) save ``k_sweep.csv``, ``elbow.png`` and
-    ``silhouette.png`` in ``out_dir``: the chosen K, the reason, and the files' paths."""
-    table = sweep_k(features, k_values, seed, sample_size)
-    chosen, reason = pick_k(table, criterion)
+    """:func:`estimate_k` with the default settings but ``criterion`` and ``sample_size``,
+    and (with ``write``) its files saved in ``out_dir`` (:func:`write_k_choice`): the chosen
+    K, the reason, and the files' paths."""
+    settings = ChooseKSettings(criterion=criterion, sample_size=sample_size)
+    choice = estimate_k(features, k_values, seed, settings)
     out_dir = Path(out_dir)
-    files = {name: out_dir / f"{name}.png" for name in ("elbow", "silhouette")}
-    files["table"] = out_dir / "k_sweep.csv"
+    files = {"criteria": out_dir / "k_criteria.png"}
+    if choice.table:
+        files.update({name: out_dir / f"{name}.png" for name in ("elbow", "silhouette")})
+        files["table"] = out_dir / "k_sweep.csv"
     if write:
-        write_k_table(table, files["table"])
-        plot_k_sweep(table, chosen, out_dir)
-    return chosen, reason, files
+        write_k_choice(choice, out_dir)
+    return choice.k, choice.reason, files

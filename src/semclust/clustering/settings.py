@@ -65,14 +65,40 @@ class ClassicSettings:
     score_sample_size: int = 5000
 
 
+#: The criteria computed next to the chosen one, for the explanation (manifest and plot).
+DEFAULT_K_COMPARE: tuple[str, ...] = ("silhouette", "eigengap", "merge")
+
+
 @dataclass
 class ChooseKSettings:
-    """Choosing K without labels: k-means for every K in [k_min, k_max] on the L2-normalised
-    features."""
+    """Choosing K without labels for ``data.num_clusters=auto`` (K in [k_min, k_max]).
+
+    Criteria (:mod:`semclust.clustering.choose_k`): from a k-means sweep on the
+    L2-normalised features silhouette, elbow, calinski_harabasz, davies_bouldin; eigengap
+    (of the kNN graph's normalised Laplacian), gmm_bic (Gaussian mixtures on principal
+    components), merge (over-cluster, then merge pieces by neighbour agreement)."""
 
     k_min: int = 2
-    k_max: int = 20
-    #: silhouette, elbow (kneedle on the inertia curve), calinski_harabasz or davies_bouldin.
-    criterion: str = "silhouette"
+    #: 30, so that COIL-20's K=20 lies inside the range rather than on its edge.
+    k_max: int = 30
+    #: The criterion whose K is used. gmm_bic: within ±1 of the true K on the digits
+    #: features of seeds 0-2 (10/10/11), where silhouette said 14/14/11 and eigengap and merge
+    #: 12-14 (docs/BENCHMARKS.md, "Choosing K (issue 15)").
+    criterion: str = "gmm_bic"
+    #: Criteria also computed and recorded (manifest, plot), not used for the choice.
+    compare: list[str] = field(default_factory=lambda: list(DEFAULT_K_COMPARE))
     #: Silhouette costs O(N²): above this many samples it is estimated on a seeded subset.
     sample_size: int = 5000
+    #: Neighbours of the kNN graph (eigengap, merge) when no mined neighbours match the
+    #: features (the mine stage's are used when they do).
+    num_neighbors: int = 20
+    #: merge: k-means pieces to start from (0: 3 × k_max).
+    merge_over_clusters: int = 0
+    #: merge: two groups merge while this share of the smaller one's neighbour pairs crosses.
+    merge_threshold: float = 0.1
+    #: merge: a group counts as a cluster when it holds this share of an average piece.
+    merge_min_size_fraction: float = 0.5
+    #: gmm_bic: principal components of the L2-normalised features the mixtures are fitted on.
+    gmm_dimensions: int = 16
+    #: gmm_bic: full (few components make full covariances cheap) or diag.
+    gmm_covariance_type: str = "full"

@@ -1,0 +1,28 @@
+"""Every grouping method by name (the names are :data:`~semclust.grouping.settings.METHODS`)."""
+
+from semclust.grouping.feature_methods import CornerMinHash, Orb
+from semclust.grouping.methods import DHash, Method, PHash
+from semclust.grouping.pixel_methods import Ssim, Template
+from semclust.grouping.settings import METHODS, GroupOptions
+
+#: The methods that need no settings.
+_PLAIN = {
+    "phash": PHash,
+    "dhash": DHash,
+    "ssim": Ssim,
+    "template": Template,
+    "orb": Orb,
+    "minhash": CornerMinHash,
+}
+
+
+def build_method(options: GroupOptions) -> Method:
+    """The method ``options.method`` names, built with its options (cnn loads its model)."""
+    name = options.method
+    if name not in METHODS:
+        raise ValueError(f"unknown grouping method {name!r}; choose one of {', '.join(METHODS)}")
+    if name in _PLAIN:
+        return _PLAIN[name]()
+    from semclust.grouping.cnn import build_cnn_method  # torchvision, loaded when needed
+
+    return build_cnn_method(options.cnn_model, options.cnn_weights, options.device)
