@@ -3,7 +3,10 @@
 Synthetic features: a Gaussian mixture of ``--centres`` centres in ``--dim`` dimensions
 (seeded), float32, written once per size to ``--work`` as ``.npy`` and memory-mapped by each
 case. Each (size, index) case runs in a fresh process so its peak resident memory
-(``ru_maxrss``, which includes the touched pages of the memory-mapped features) is its own.
+(``ru_maxrss``, which includes the touched pages of the memory-mapped features) is its own;
+the peak of its anonymous memory (``RssAnon``, without those file pages) is sampled every
+0.1 s beside it. ``index_mib`` is the index's own size by its layout (rows × bytes per row +
+the coarse centroids; HNSW's graph links are not counted).
 
 Recall@k is measured on ``--recall-queries`` sampled rows against an exact reference computed
 for just those rows (chunked flat scan). ``exact`` runs in full only up to ``--exact-max``
@@ -20,25 +23,23 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from semclust.clustering.faiss_indexes import build_index, normalized_rows, rows_searcher
 from semclust.clustering.neighbors import (
-    build_index,
     choose_index,
-    drop_self,
     exact_neighbors,
     recall_at_k,
-    set_search_parameter,
     tune_search,
 )
-from semclust.metrics import l2_normalize
 
 K = 20
-INDEXES = ("exact", "ivf", "hnsw")
+INDEXES = ("exact", "ivf", "ivfpq", "hnsw")
 
 
 def make_features(path: Path, size: int, dim: int, centres: int, seed: int) -> None:
@@ -68,33 +69,65 @@ def reference(features_path: Path, ref_path: Path, queries: int, seed: int) -> d
     return {"reference_seconds": seconds, "queries": queries}
 
 
+class PeakAnonymousMemory:
+    """The largest ``RssAnon`` of this process (MiB), sampled every 0.1 s in a thread."""
+
+    def __init__(self) -> None:
+        self.peak_mib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            self.peak_mib = max(self.peak_mib, anonymous_mib())
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak_mib, anonymous_mib())
+
+
+def anonymous_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def index_mib(index: faiss.Index, kind: str, size: int, dim: int) -> float | None:
+    """The index's own memory by its layout: rows × bytes per row, plus IVF centroids."""
+    if kind == "exact":
+        return size * dim * 4 / 2**20
+    if kind in ("ivf", "ivfpq"):
+        per_row = index.code_size + 8  # codes (or the float32 row) and the int64 id
+        return (size * per_row + index.nlist * dim * 4) / 2**20
+    return None
+
+
 def run_case(features_path: Path, ref_path: Path, kind: str, max_queries: int, seed: int) -> dict:
+    memory = PeakAnonymousMemory()
     features = np.load(features_path, mmap_mode="r")
     size = len(features)
     start = time.perf_counter()
     index, params = build_index(features, kind, seed=seed)
     build = time.perf_counter() - start
+    search = rows_searcher(index, features, kind, K)
     tune = 0.0
     if kind != "exact":
         start = time.perf_counter()
-        value = tune_search(index, features, K, kind, 0.95, seed)
+        params.update(tune_search(index, features, K, kind, 0.95, seed, search=search))
         tune = time.perf_counter() - start
-        set_search_parameter(index, kind, value, False)
-        params["nprobe" if kind == "ivf" else "ef_search"] = value
     searched = min(size, max_queries)
     neighbors = np.empty((searched, K), dtype=np.int64)
     start = time.perf_counter()
     for lo in range(0, searched, 65536):
         hi = min(lo + 65536, searched)
-        chunk = l2_normalize(np.ascontiguousarray(features[lo:hi], dtype=np.float32))
-        _, found = index.search(chunk, K + 1)
-        neighbors[lo:hi] = drop_self(found, np.arange(lo, hi), K)
-    search = time.perf_counter() - start
+        neighbors[lo:hi] = search(normalized_rows(features, slice(lo, hi)), np.arange(lo, hi))
+    search_seconds = time.perf_counter() - start
     ref = np.load(ref_path)
     rows, expected = ref["rows"], ref["neighbors"]
-    queries = l2_normalize(np.ascontiguousarray(features[rows], dtype=np.float32))
-    _, found = index.search(queries, K + 1)
-    recall = recall_at_k(drop_self(found, rows, K), expected)
+    recall = recall_at_k(search(normalized_rows(features, rows), rows), expected)
     return {
         "index": kind,
         "rows": size,
@@ -102,11 +135,13 @@ def run_case(features_path: Path, ref_path: Path, kind: str, max_queries: int, s
         "build_seconds": build,
         "tune_seconds": tune,
         "searched_queries": searched,
-        "search_seconds_measured": search,
-        "search_seconds": search * size / searched,
+        "search_seconds_measured": search_seconds,
+        "search_seconds": search_seconds * size / searched,
         "search_extrapolated": searched < size,
         "recall_at_20": recall,
+        "index_mib": index_mib(index, kind, size, features.shape[1]),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_anonymous_mib": memory.stop(),
     }
 
 
@@ -157,7 +192,7 @@ def main() -> None:
         entry = {
             "generate_seconds": time.perf_counter() - start,
             "features_mib": size * args.dim * 4 / 2**20,
-            "auto_picks": choose_index(size),
+            "auto_picks": choose_index(size, dim=args.dim),
             "reference": in_fresh_process(
                 "reference", str(path), str(ref_path), str(args.recall_queries), str(args.seed)
             ),

@@ -30,3 +30,12 @@ def test_mine_stage_records_the_index_and_its_recall(tiny_config, tmp_path):
     assert "train" in metrics["reused_cached_features"]
     assert metrics["neighbor_index"] == "exact"
     assert metrics["train_recall_at_k"] == metrics["val_recall_at_k"] == 1.0
+
+    # IVF-PQ on the same cached features: its re-ranked recall and parameters recorded.
+    train(tiny_config("stages=[mine]", "mine.num_neighbors=5", "mine.index=ivfpq"))
+    metrics = _mine_metrics(run_dir)
+    assert metrics["neighbor_index"] == "ivfpq"
+    assert metrics["train_recall_at_k"] >= 0.9
+    params = metrics["train_neighbor_index_params"]
+    assert params["shortlist"] == 5 * params["rerank_factor"] and params["m"] >= 1
+    assert (np.load(run_dir / "mine/train_neighbors.npy") >= 0).all()

@@ -87,7 +87,9 @@ def test_no_module_imports_itself_round_in_a_circle():
     assert find_cycle(graph) is None
 
 
-@pytest.mark.parametrize("layer", ["clustering", "inference", "reporting", "models", "losses", "grouping"])
+@pytest.mark.parametrize(
+    "layer", ["clustering", "inference", "reporting", "models", "losses", "grouping"]
+)
 def test_lower_layers_never_import_the_training_stack(layer):
     offenders = {}
     for path in (PACKAGE / layer).rglob("*.py"):

@@ -96,7 +96,7 @@ def test_exact_neighbors_of_some_rows_match_full_search_in_chunks(features, exac
     np.testing.assert_array_equal(exact_neighbors(features, rows, 10, chunk_rows=333), exact[rows])
 
 
-@pytest.mark.parametrize("index", ["exact", "ivf", "hnsw"])
+@pytest.mark.parametrize("index", ["exact", "ivf", "ivfpq", "hnsw"])
 def test_search_from_a_memory_mapped_npy(tmp_path, features, exact, index):
     np.save(tmp_path / "features.npy", features)
     mapped = np.load(tmp_path / "features.npy", mmap_mode="r")
@@ -111,10 +111,12 @@ def test_config_checks_cover_the_mine_index_options(compose_config):
     from semclust.config_checks import ConfigError, check_config
 
     check_config(compose_config("train", ["mine.index=ivf", "mine.nprobe=16"]))
+    check_config(compose_config("train", ["mine.index=ivfpq", "mine.rerank_factor=8"]))
     for override, key in [
         ("mine.index=lsh", "mine.index"),
         ("mine.nprobe=0", "mine.nprobe"),
         ("mine.ef_search=-1", "mine.ef_search"),
+        ("mine.rerank_factor=0", "mine.rerank_factor"),
         ("mine.target_recall=0", "mine.target_recall"),
         ("mine.target_recall=1.5", "mine.target_recall"),
         ("mine.recall_sample=-1", "mine.recall_sample"),

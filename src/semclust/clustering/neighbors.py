@@ -1,42 +1,57 @@
 """Nearest neighbours by cosine similarity with FAISS, and how often they agree.
 
-Three indexes, all over L2-normalised float32 features with inner product:
+Four indexes, all over L2-normalised float32 features with inner product (built in
+:mod:`~semclust.clustering.faiss_indexes`):
 
 - ``exact``: a flat index, every query against every row (O(N²) work, exact);
 - ``ivf``: IVF-Flat with ``nlist ≈ 4·√N`` lists, trained on a sample; ``nprobe`` lists are
   scanned per query (tuned on a sample of queries to reach a target recall unless given);
+- ``ivfpq``: the same lists over product-quantised rows (``D/8`` bytes each); the
+  ``rerank_factor·k`` best candidates by PQ are re-ranked by exact inner products read from
+  the features; ``nprobe`` and ``rerank_factor`` tuned together, on the re-ranked result;
 - ``hnsw``: an HNSW graph (``IndexHNSWFlat``), CPU only; ``efSearch`` tuned like ``nprobe``.
 
-``auto`` takes ``exact`` up to :data:`AUTO_EXACT_MAX_ROWS` rows and an approximate index
-above (see docs/BENCHMARKS.md, "Neighbour mining at scale"). Features may be a memory-mapped
-``.npy`` (``np.load(path, mmap_mode="r")``): they are normalised and added to the index in
-chunks, and queried in chunks, so memory stays about the index plus one chunk.
+``auto`` takes ``exact`` up to :data:`AUTO_EXACT_MAX_ROWS` rows, ``ivf`` above, and ``ivfpq``
+where IVF-Flat's copy of the features would pass :data:`AUTO_FLAT_MAX_BYTES` (see
+docs/BENCHMARKS.md, "Neighbour mining at scale"). Features may be a memory-mapped ``.npy``
+(``np.load(path, mmap_mode="r")``): they are normalised and added to the index in chunks, and
+queried in chunks, so memory stays about the index plus one chunk.
 """
 
 import logging
-import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
 import torch
 
+from semclust.clustering.faiss_indexes import (
+    IVF_KINDS,
+    build_index,
+    drop_self,
+    normalized_rows,
+    rows_searcher,
+    set_search_parameter,
+    tune_doubling,
+    tune_reranked,
+)
 from semclust.clustering.torch_search import cuda_device, exact_neighbors_torch, fits_on_device
-from semclust.metrics import l2_normalize
 
 log = logging.getLogger(__name__)
 
-INDEX_KINDS = ("exact", "ivf", "hnsw", "auto")
+INDEX_KINDS = ("exact", "ivf", "ivfpq", "hnsw", "auto")
 #: ``auto`` searches exactly up to this many rows: exact search of 10^5 rows took 247 s on
 #: a 2-core VM, and grows as N² (docs/BENCHMARKS.md, "Neighbour mining at scale").
 AUTO_EXACT_MAX_ROWS = 100_000
 #: The approximate index ``auto`` takes above the threshold: IVF built and searched faster
 #: than HNSW at 10^5 and 10^6 rows in that benchmark, and also runs on GPU.
 AUTO_APPROXIMATE = "ivf"
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 64
-#: Rows normalised and added to an index at a time (bounds the extra memory).
-ADD_CHUNK_ROWS = 65536
+#: ``auto`` takes ``ivfpq`` instead of ``ivf`` where IVF-Flat's copy of the features
+#: (N·D·4 bytes) would pass this (4.2·10^6 rows of 512-D): below it IVF-Flat built faster
+#: and searched as fast at recall 1.0, so PQ only pays where memory forces it
+#: (docs/BENCHMARKS.md, "IVF-PQ in auto").
+AUTO_FLAT_MAX_BYTES = 8 * 2**30
 #: Queries used to tune ``nprobe`` / ``efSearch`` when they are not given.
 TUNE_QUERIES = 200
 
@@ -47,7 +62,7 @@ class MinedNeighbors:
 
     #: ``(N, k)`` int64 indices of each row's neighbours, best first, never the row itself.
     neighbors: np.ndarray
-    #: The index used: ``exact``, ``ivf`` or ``hnsw`` (``auto`` resolved).
+    #: The index used: ``exact``, ``ivf``, ``ivfpq`` or ``hnsw`` (``auto`` resolved).
     index: str
     #: recall@k against exact search on a sample of queries: 1.0 for ``exact`` by
     #: definition, ``None`` when not measured (``recall_sample=0``).
@@ -96,14 +111,17 @@ def search_neighbors(
     target_recall: float = 0.95,
     recall_sample: int = 1000,
     exact_max_rows: int = AUTO_EXACT_MAX_ROWS,
+    rerank_factor: int | None = None,
     seed: int = 0,
 ) -> MinedNeighbors:
     """Each row's ``num_neighbors`` nearest other rows by cosine similarity.
 
-    ``index`` is one of :data:`INDEX_KINDS`. For ``ivf`` / ``hnsw``, ``nprobe`` /
-    ``ef_search`` left ``None`` are tuned on :data:`TUNE_QUERIES` sampled queries to reach
+    ``index`` is one of :data:`INDEX_KINDS`. For ``ivf`` / ``ivfpq`` / ``hnsw``, ``nprobe``
+    / ``ef_search`` left ``None`` are tuned on :data:`TUNE_QUERIES` sampled queries to reach
     ``target_recall`` against exact search; the returned recall is then measured on another
-    ``recall_sample`` queries (0 skips it). ``features`` may be memory-mapped.
+    ``recall_sample`` queries (0 skips it). ``ivfpq`` re-ranks ``rerank_factor ×
+    num_neighbors`` candidates per query exactly (``None``: tuned with ``nprobe``).
+    ``features`` may be memory-mapped.
     """
     if features.ndim != 2:
         raise ValueError(f"features must be (N, D), got shape {features.shape}")
@@ -121,24 +139,35 @@ def search_neighbors(
         neighbors = exact_neighbors_torch(features, num_neighbors, torch_device)
         return MinedNeighbors(neighbors, "exact", 1.0, {"device": str(torch_device)})
     use_gpu = _resolve_gpu(use_gpu) if torch_device is None else False
-    kind = choose_index(num_samples, use_gpu, exact_max_rows) if index == "auto" else index
+    if index == "auto":
+        kind = choose_index(num_samples, use_gpu, exact_max_rows, features.shape[1])
+    else:
+        kind = index
     if kind == "hnsw" and use_gpu:
         raise RuntimeError(
             "FAISS has no GPU HNSW index: use mine.index=ivf or exact with mine.use_gpu"
         )
-    search, params = build_index(features, kind, use_gpu=use_gpu, seed=seed)
+    index_built, params = build_index(features, kind, use_gpu=use_gpu, seed=seed)
+    search = rows_searcher(index_built, features, kind, num_neighbors)
     if kind != "exact":
-        given = nprobe if kind == "ivf" else ef_search
-        if given is None:
-            given = tune_search(search, features, num_neighbors, kind, target_recall, seed, use_gpu)
-        set_search_parameter(search, kind, given, use_gpu)
-        params["nprobe" if kind == "ivf" else "ef_search"] = int(given)
+        given = {"nprobe": nprobe, "ef_search": ef_search, "rerank_factor": rerank_factor}
+        tuned = tune_search(
+            index_built,
+            features,
+            num_neighbors,
+            kind,
+            target_recall,
+            seed,
+            use_gpu,
+            search,
+            **given,
+        )
+        params.update(tuned)
     neighbors = np.empty((num_samples, num_neighbors), dtype=np.int64)
     for start in range(0, num_samples, query_batch_size):
         stop = min(start + query_batch_size, num_samples)
-        # One extra result, so the sample itself can be dropped wherever it ranks.
-        _, found = search.search(_normalized(features, start, stop), num_neighbors + 1)
-        neighbors[start:stop] = drop_self(found, np.arange(start, stop), num_neighbors)
+        rows = np.arange(start, stop)
+        neighbors[start:stop] = search(normalized_rows(features, slice(start, stop)), rows)
     if kind != "exact":
         _repair_missing(neighbors, features, use_gpu)
     recall: float | None = 1.0
@@ -150,23 +179,20 @@ def search_neighbors(
 
 
 def choose_index(
-    num_rows: int, use_gpu: bool = False, exact_max_rows: int = AUTO_EXACT_MAX_ROWS
+    num_rows: int,
+    use_gpu: bool = False,
+    exact_max_rows: int = AUTO_EXACT_MAX_ROWS,
+    dim: int | None = None,
 ) -> str:
-    """What ``index=auto`` takes for ``num_rows`` rows: exact up to ``exact_max_rows``,
-    then :data:`AUTO_APPROXIMATE` (never HNSW on GPU, where FAISS has none)."""
+    """What ``index=auto`` takes for ``num_rows`` rows of ``dim`` dimensions: exact up to
+    ``exact_max_rows``, then :data:`AUTO_APPROXIMATE` (never HNSW on GPU, where FAISS has
+    none), or ``ivfpq`` where IVF-Flat's copy of the features would pass
+    :data:`AUTO_FLAT_MAX_BYTES` (``dim=None``: never)."""
     if num_rows <= exact_max_rows:
         return "exact"
+    if dim is not None and 4 * num_rows * dim > AUTO_FLAT_MAX_BYTES:
+        return "ivfpq"
     return "ivf" if use_gpu else AUTO_APPROXIMATE
-
-
-def drop_self(found: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    """The first ``k`` of ``k + 1`` results per query, without the query's own row.
-
-    A stable sort moves the self entry (if any) to the end; otherwise the last one drops.
-    """
-    is_self = found == rows[:, None]
-    order = np.argsort(is_self, axis=1, kind="stable")
-    return np.take_along_axis(found, order, axis=1)[:, :k]
 
 
 def exact_neighbors(
@@ -185,7 +211,7 @@ def exact_neighbors(
     torch_device = _torch_exact_device(use_gpu, features)
     if torch_device is not None:
         return exact_neighbors_torch(features, num_neighbors, torch_device, rows)
-    queries = l2_normalize(np.ascontiguousarray(features[rows], dtype=np.float32))
+    queries = normalized_rows(features, rows)
     want = min(num_neighbors + 1, features.shape[0])
     scores, found = [], []
     for start in range(0, features.shape[0], chunk_rows):
@@ -193,7 +219,7 @@ def exact_neighbors(
         flat = faiss.IndexFlatIP(features.shape[1])
         if use_gpu:
             flat = faiss.index_cpu_to_all_gpus(flat)
-        flat.add(_normalized(features, start, stop))
+        flat.add(normalized_rows(features, slice(start, stop)))
         chunk_scores, chunk_found = flat.search(queries, min(want, stop - start))
         scores.append(chunk_scores)
         found.append(np.where(chunk_found >= 0, chunk_found + start, -1))
@@ -256,36 +282,6 @@ def _resolve_gpu(use_gpu: bool | None) -> bool:
     return bool(use_gpu)
 
 
-def _normalized(features: np.ndarray, start: int, stop: int) -> np.ndarray:
-    # FAISS takes C-contiguous float32 only; casting before normalising keeps the arithmetic
-    # in float32 whatever the input's dtype (l2_normalize keeps float64 as float64).
-    return l2_normalize(np.ascontiguousarray(features[start:stop], dtype=np.float32))
-
-
-def _add_in_chunks(index: faiss.Index, features: np.ndarray) -> None:
-    for start in range(0, features.shape[0], ADD_CHUNK_ROWS):
-        index.add(_normalized(features, start, min(start + ADD_CHUNK_ROWS, features.shape[0])))
-
-
-def build_index(
-    features: np.ndarray, kind: str, *, use_gpu: bool = False, seed: int = 0
-) -> tuple[faiss.Index, dict]:
-    """A filled ``exact`` / ``ivf`` / ``hnsw`` inner-product index over the normalised
-    ``features`` (added in chunks), and its build parameters."""
-    if kind == "exact":
-        return _build_flat(features, use_gpu), {}
-    if kind == "ivf":
-        return _build_ivf(features, use_gpu, seed)
-    if kind == "hnsw":
-        return _build_hnsw(features)
-    raise ValueError(f"no index {kind!r}: exact, ivf or hnsw")
-
-
-def set_search_parameter(index: faiss.Index, kind: str, value: int, use_gpu: bool) -> None:
-    """Set ``nprobe`` (ivf) or ``efSearch`` (hnsw)."""
-    _set_parameter(index, "nprobe" if kind == "ivf" else "efSearch", value, use_gpu)
-
-
 def tune_search(
     index: faiss.Index,
     features: np.ndarray,
@@ -294,84 +290,54 @@ def tune_search(
     target: float = 0.95,
     seed: int = 0,
     use_gpu: bool = False,
-) -> int:
-    """The smallest ``nprobe`` (ivf: 8, 16, ... up to nlist) or ``efSearch`` (hnsw:
-    max(16, k+1), doubling up to 4096) whose recall@k on :data:`TUNE_QUERIES` sampled
-    queries reaches ``target`` against exact search (the largest tried if none does)."""
-    if kind == "ivf":
-        nlist = getattr(index, "nlist", 4096)  # a multi-GPU replica set has no nlist
-        return _tune(index, features, k, "nprobe", 8, nlist, target, seed, use_gpu)
-    return _tune(index, features, k, "efSearch", max(16, k + 1), 4096, target, seed, use_gpu)
+    search: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    *,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
+    rerank_factor: int | None = None,
+) -> dict:
+    """Set the search parameters of ``index`` (and of ``search``, its
+    :func:`rows_searcher`): those given as they are, the others tuned on
+    :data:`TUNE_QUERIES` sampled queries to reach recall@k ``target`` against exact search.
+
+    ivf / hnsw: the smallest ``nprobe`` / ``efSearch`` that does (:func:`tune_doubling`);
+    ivfpq: ``nprobe`` and ``rerank_factor`` (:func:`tune_reranked`), on the re-ranked
+    result. Returns them: ``nprobe``, ``ef_search``, or ``nprobe``, ``rerank_factor`` and
+    ``shortlist``.
+    """
+    search = search or rows_searcher(index, features, kind, k)
+    name = "nprobe" if kind in IVF_KINDS else "ef_search"
+    tuned = {name: nprobe if kind in IVF_KINDS else ef_search}
+    if kind == "ivfpq":
+        tuned["rerank_factor"] = rerank_factor
+    if None in tuned.values():
+        rows, recall_of = _tuning_queries(features, k, seed, use_gpu)
+        queries = normalized_rows(features, rows)
+        if kind == "ivfpq":
+            tuned["nprobe"], tuned["rerank_factor"] = tune_reranked(
+                search, queries, rows, recall_of, target, nprobe, rerank_factor, use_gpu
+            )
+        else:
+            tuned[name] = tune_doubling(
+                index, kind, k, search, queries, rows, recall_of, target, use_gpu
+            )
+    set_search_parameter(index, kind, tuned[name], use_gpu)
+    if kind == "ivfpq":
+        search.factor = tuned["rerank_factor"]
+        tuned["shortlist"] = search.shortlist
+    return {key: int(value) for key, value in tuned.items()}
 
 
-def _build_flat(features: np.ndarray, use_gpu: bool) -> faiss.Index:
-    index = faiss.IndexFlatIP(features.shape[1])
-    if use_gpu:
-        index = faiss.index_cpu_to_all_gpus(index)
-    _add_in_chunks(index, features)
-    return index
-
-
-def _build_ivf(features: np.ndarray, use_gpu: bool, seed: int) -> tuple[faiss.Index, dict]:
-    num_samples, dim = features.shape
-    # ~4·√N lists, at least 39 training points each (FAISS's k-means minimum).
-    nlist = max(1, min(round(4 * math.sqrt(num_samples)), num_samples // 39))
-    train_size = min(num_samples, max(40 * nlist, 10_000))
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(num_samples, size=train_size, replace=False))
-    training = l2_normalize(np.ascontiguousarray(features[sample], dtype=np.float32))
-    quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed = seed
-    if use_gpu:
-        index = faiss.index_cpu_to_all_gpus(index)
-    index.train(training)
-    del training
-    _add_in_chunks(index, features)
-    return index, {"nlist": nlist, "train_size": train_size}
-
-
-def _build_hnsw(features: np.ndarray) -> tuple[faiss.Index, dict]:
-    index = faiss.IndexHNSWFlat(features.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    _add_in_chunks(index, features)
-    return index, {"M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION}
-
-
-def _set_parameter(index: faiss.Index, name: str, value: int, use_gpu: bool) -> None:
-    space = faiss.GpuParameterSpace() if use_gpu else faiss.ParameterSpace()
-    space.set_index_parameter(index, name, int(value))
-
-
-def _tune(
-    index: faiss.Index,
-    features: np.ndarray,
-    k: int,
-    name: str,
-    first: int,
-    limit: int,
-    target: float,
-    seed: int,
-    use_gpu: bool,
-) -> int:
-    """The smallest of ``first, 2·first, ...`` (capped at ``limit``) whose recall@k on
-    :data:`TUNE_QUERIES` sampled queries reaches ``target``."""
+def _tuning_queries(
+    features: np.ndarray, k: int, seed: int, use_gpu: bool
+) -> tuple[np.ndarray, Callable[[np.ndarray], float]]:
+    """:data:`TUNE_QUERIES` sampled rows, and the recall@k of their found neighbours
+    against an exact search of just those rows."""
     num_samples = features.shape[0]
     rng = np.random.default_rng(seed + 2)
     rows = np.sort(rng.choice(num_samples, size=min(TUNE_QUERIES, num_samples), replace=False))
     reference = exact_neighbors(features, rows, k, use_gpu)
-    queries = l2_normalize(np.ascontiguousarray(features[rows], dtype=np.float32))
-    value = min(first, limit)
-    while True:
-        _set_parameter(index, name, value, use_gpu)
-        _, found = index.search(queries, k + 1)
-        recall = recall_at_k(drop_self(found, rows, k), reference)
-        log.debug("mine: %s=%d gives recall@%d %.4f", name, value, k, recall)
-        if recall >= target or value >= limit:
-            if recall < target:
-                log.warning("mine: %s=%d reaches recall@%d %.4f only", name, value, k, recall)
-            return value
-        value = min(2 * value, limit)
+    return rows, lambda found: recall_at_k(found, reference)
 
 
 def _repair_missing(neighbors: np.ndarray, features: np.ndarray, use_gpu: bool) -> None:

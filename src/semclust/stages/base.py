@@ -3,13 +3,16 @@ optimizer wiring, and the plain feature extractor that mining runs."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from semclust.data.device_views import apply_view_plan
+from semclust.failpoints import failpoint
 
 
 @dataclass
@@ -118,21 +121,93 @@ class CollectsValidation(pl.LightningModule):
 class FeatureExtractor(CollectsValidation):
     """Runs a backbone over a dataset through ``trainer.validate``.
 
-    Going through Lightning means the features are computed on every device and gathered by
-    dataset index, so mining under DDP sees each image exactly once.
+    Going through Lightning means the features are computed on every device, so mining
+    under DDP sees each image exactly once. By default they are gathered by dataset index
+    into every process (the pretext modules score them after each validation epoch).
+
+    With ``features_path`` (mining) every process instead writes its batches' rows straight
+    into a memory-mapped float32 ``.npy`` of ``num_rows`` rows, at their dataset indices, so
+    no process holds all features; a distributed sampler's padded repeats write a row twice,
+    harmlessly. The file is written as ``<features_path>.tmp`` and renamed into place only
+    once every process has written its rows, so a crash never leaves a partial file under
+    the final name. Targets are small and still gathered.
     """
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        features_path: Path | None = None,
+        num_rows: int | None = None,
+    ) -> None:
         super().__init__()
+        if (features_path is None) != (num_rows is None):
+            raise ValueError("features_path and num_rows go together")
         self.backbone = backbone
+        self.features_path = None if features_path is None else Path(features_path)
+        self.num_rows = num_rows
+        self._written: np.memmap | None = None
+
+    def partial_path(self) -> Path:
+        """Where the features are written until complete."""
+        if self.features_path is None:
+            raise ValueError("this extractor gathers its features in memory; it writes none")
+        return self.features_path.with_name(self.features_path.name + ".tmp")
+
+    def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
+        if self.features_path is not None:
+            self._open_features_file()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.collect(
-            batch["index"], features=self.backbone(batch["image"]), targets=batch["target"]
-        )
+        features = self.backbone(batch["image"])
+        if self._written is None:
+            self.collect(batch["index"], features=features, targets=batch["target"])
+            return
+        self._write_rows(batch["index"], features)
+        self.collect(batch["index"], targets=batch["target"])
+        failpoint("mine.batch")
+
+    def on_validation_epoch_end(self) -> None:
+        if self._written is None:
+            return
+        self._written.flush()
+        self._written = None  # unmapped: every row of this process is on disk
+        strategy = self.trainer.strategy
+        strategy.barrier()
+        if self.trainer.is_global_zero:
+            self.partial_path().replace(self.features_path)
+        strategy.barrier()  # no process reads the features before they are in place
 
     def validation_result(self) -> ValidationResult | None:
         gathered = self.gathered()
         if gathered is None:
             return None
-        return ValidationResult(features=gathered["features"], targets=gathered["targets"])
+        if self.features_path is None:
+            features = gathered["features"]
+        else:  # copy-on-write map: a tensor over the file, read as it is used
+            features = torch.from_numpy(np.load(self.features_path, mmap_mode="c"))
+        return ValidationResult(features=features, targets=gathered["targets"])
+
+    def _open_features_file(self) -> None:
+        """Rank zero creates the ``(num_rows, feature_dim)`` file; the others open it after."""
+        partial = self.partial_path()
+        shape = (self.num_rows, int(self.backbone.feature_dim))
+        strategy = self.trainer.strategy
+        if self.trainer.is_global_zero:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            self._written = np.lib.format.open_memmap(
+                partial, mode="w+", dtype=np.float32, shape=shape
+            )
+        strategy.barrier()
+        if not self.trainer.is_global_zero:
+            self._written = np.lib.format.open_memmap(partial, mode="r+")
+
+    def _write_rows(self, index: torch.Tensor, features: torch.Tensor) -> None:
+        # float32 whatever the precision, as collect() makes it for the in-memory gather.
+        rows = features.detach().float().cpu().numpy()
+        if rows.shape[1:] != self._written.shape[1:]:
+            raise ValueError(
+                f"the backbone gave features of shape {tuple(rows.shape)}, but its "
+                f"feature_dim says {self._written.shape[1]} ({self.partial_path()})"
+            )
+        self._written[index.cpu().numpy()] = rows

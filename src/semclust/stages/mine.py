@@ -1,13 +1,17 @@
 """Stage 2, mining: embed every image and find its nearest neighbours with FAISS.
 
-Features are cached per split under a key of the backbone weights and the data config, so
-running the stage again (other ``num_neighbors``, say) reuses them. With
-``data.num_clusters=auto`` the number of clusters is chosen here, on the train features.
+Every process writes its features straight into ``mine/{split}_features.npy`` (memory-mapped,
+renamed into place when complete), and the search reads that file in chunks, so neither holds
+all features in one process (the k-means baseline below still loads the validation features).
+They are cached per split under a key of the backbone weights and the data config, so running
+the stage again (other ``num_neighbors``, say) reuses them. With ``data.num_clusters=auto``
+the number of clusters is chosen here, on the train features.
 """
 
 import hashlib
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +49,6 @@ log = logging.getLogger(__name__)
 def run_mine(cfg: DictConfig, run: RunDirectory) -> StageResult:
     """Embed train and val sets, mine neighbours, and score k-means on the features."""
     backbone, _ = load_backbone(run, "mine")
-    extractor = FeatureExtractor(backbone)
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     keys_path = run.path(FEATURES_KEY)
     old_keys = read_json(keys_path) if keys_path.is_file() else {}
@@ -56,9 +59,12 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> StageResult:
     embedded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     mined_by_split: dict[str, MinedNeighbors] = {}
     for split_key in ("train", "val"):
+        features_path = run.path(mined(split_key, "features"))
         if split_key == "val" and same_images(cfg.data):
             embedded["val"] = embedded["train"]  # same images: no need to embed them twice
             new_keys["val"] = new_keys["train"]
+            if run.is_writer():
+                _copy_file(run.path(mined("train", "features")), features_path)
         else:
             dataset = dataset_split(cfg, run, split_key)
             new_keys[split_key] = _features_key(weights_digest, cfg, split_key, len(dataset))
@@ -69,10 +75,15 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> StageResult:
                 metrics["reused_cached_features"].append(split_key)
                 log.info("mine: reusing the cached %s features", split_key)
             else:
+                if run.is_writer() and split_key in old_keys:
+                    # Its features are about to be replaced: until the new key is written at
+                    # the end, no crash may leave a key that vouches for them.
+                    old_keys.pop(split_key)
+                    write_json(keys_path, old_keys)
+                extractor = FeatureExtractor(backbone, features_path, num_rows=len(dataset))
                 trainer.validate(extractor, eval_loader(cfg, dataset), verbose=False)
-                result = extractor.validation_result()
-                features = result.features.numpy().astype(np.float32, copy=False)
-                embedded[split_key] = (features, result.targets.numpy())
+                targets = extractor.validation_result().targets.numpy()
+                embedded[split_key] = (np.load(features_path, mmap_mode="r"), targets)
                 failpoint("mine.embedded")
         features, targets = embedded[split_key]
         if split_key == "val" and same_images(cfg.data):
@@ -87,10 +98,11 @@ def run_mine(cfg: DictConfig, run: RunDirectory) -> StageResult:
         metrics[f"{split_key}_recall_at_k"] = mined_neighbors.recall
         if mined_neighbors.params:
             metrics[f"{split_key}_neighbor_index_params"] = mined_neighbors.params
-        for name, array in (("features", features), ("targets", targets), ("neighbors", neighbors)):
+        outputs[f"{split_key}_features"] = features_path  # written by the extraction (or cached)
+        for name, array in (("targets", targets), ("neighbors", neighbors)):
             outputs[f"{split_key}_{name}"] = run.path(mined(split_key, name))
-            reused = name != "neighbors" and split_key in metrics["reused_cached_features"]
-            if run.is_writer() and not reused:  # cached features are already on disk
+            reused = name == "targets" and split_key in metrics["reused_cached_features"]
+            if run.is_writer() and not reused:  # cached targets are already on disk
                 np.save(outputs[f"{split_key}_{name}"], array)
         metrics[f"{split_key}_images"] = len(features)
         if (targets >= 0).all():
@@ -122,6 +134,7 @@ def _mine(cfg: DictConfig, features: np.ndarray) -> MinedNeighbors:
         target_recall=mine.get("target_recall", 0.95),
         recall_sample=mine.get("recall_sample", 1000),
         exact_max_rows=mine.get("exact_max_rows", AUTO_EXACT_MAX_ROWS),
+        rerank_factor=mine.get("rerank_factor"),
         seed=cfg.seed,
     )
 
@@ -139,6 +152,13 @@ def _features_key(weights_digest: str, cfg: DictConfig, split_key: str, size: in
     }
     digest.update(json.dumps(described, sort_keys=True, default=str).encode())
     return digest.hexdigest()
+
+
+def _copy_file(source: Path, destination: Path) -> None:
+    """``source`` copied to ``destination`` through a temporary name (never half a file)."""
+    temporary = destination.with_name(destination.name + ".tmp")
+    shutil.copyfile(source, temporary)
+    temporary.replace(destination)
 
 
 def _cached_features(run: RunDirectory, split_key: str) -> tuple[np.ndarray, np.ndarray] | None:
