@@ -4,13 +4,14 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from semclust.data import MultiViewDataset, build_dataset, make_loader, view_transforms
+from semclust.data import build_dataset
 from semclust.inference.checkpoint import load_clustering_checkpoint
 from semclust.inference.spec import to_plain
 from semclust.reporting.confusion import save_confusion_matrix
 from semclust.rundir import RunDirectory, write_json
+from semclust.stages.common import eval_loader
 from semclust.stages.scan import ScanModule
 from semclust.stages.scoring import ClusterEvaluation
 
@@ -33,10 +34,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"but data has {data_cfg['channels']}"
         )
     dataset = build_dataset(data_cfg, cfg.split)
-    views = MultiViewDataset(dataset, {"image": view_transforms(data_cfg).eval})
-    loader = make_loader(
-        views, data_cfg["eval_batch_size"], shuffle=False, num_workers=data_cfg["num_workers"]
-    )
+    # The pipeline's own evaluation loader (batched or per-image views by the same rule), so
+    # the scores are those the pipeline recorded, not a grey level's rounding away.
+    loader = eval_loader(OmegaConf.create({"data": data_cfg}), dataset)
     module = ScanModule(model, entropy_weight=0.0)
     evaluation = ClusterEvaluation(metadata["num_clusters"], cfg.seed)
     trainer = hydra.utils.instantiate(
