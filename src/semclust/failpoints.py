@@ -9,8 +9,8 @@ Unset, a failpoint costs two dictionary lookups.
 Points: ``<stage>.batch`` (after a training batch), ``<stage>.epoch`` (after an epoch's
 checkpoint), ``checkpoint.write`` (a checkpoint written but not yet in place),
 ``mine.batch`` (some feature rows written to the temporary file), ``mine.embedded`` (a
-split's features complete and in place, its cache key not yet written), ``stage.finished`` (a stage's outputs
-written, the manifest not yet updated).
+split's features complete and in place, its cache key not yet written), ``stage.finished``
+(a stage's outputs written, the manifest not yet updated).
 """
 
 import os

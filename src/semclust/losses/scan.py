@@ -5,7 +5,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from semclust.losses.distributed import sum_over_processes
+from semclust.losses.distributed import process_count, sum_over_processes
 
 _EPS = 1e-8
 
@@ -50,7 +50,7 @@ def scan_loss(
     neighbor_probs = F.softmax(neighbor_logits, dim=1)
     agreement = (anchor_probs * neighbor_probs).sum(dim=1)
     consistency = -torch.log(agreement.clamp_min(_EPS)).mean()
-    if across_processes:
+    if across_processes and process_count() > 1:
         count = anchor_probs.new_tensor([anchor_probs.shape[0]])
         totals = sum_over_processes(torch.cat([anchor_probs.sum(dim=0), count]))
         mean_probs = totals[:-1] / totals[-1]
