@@ -40,7 +40,7 @@ class ViewPlan:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Replace the batch's decoded images with its views (on the images' device)."""
         sources = {"anchor": batch.pop("pixels"), "neighbor": batch.pop("neighbor_pixels", None)}
-        streams = SampleStreams(batch.pop("view_seeds").tolist())
+        streams = SampleStreams(batch.pop("view_seeds").cpu())
         for name, (source, transform) in self.views.items():
             batch[name] = transform(sources[source], streams)
         return batch

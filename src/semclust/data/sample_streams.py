@@ -46,7 +46,8 @@ class SampleStreams:
     """
 
     def __init__(self, seeds: Sequence[int] | torch.Tensor) -> None:
-        seeds = torch.as_tensor([_signed(int(seed)) for seed in seeds], dtype=torch.int64)
+        if not isinstance(seeds, torch.Tensor):  # Python integers may use all 64 bits
+            seeds = torch.tensor([_signed(int(seed)) for seed in seeds], dtype=torch.int64)
         # Spread the seeds once, so nearby seeds start far apart.
         self._keys = splitmix64(seeds + _signed(_GOLDEN))
         self._drawn = 0

@@ -3,7 +3,6 @@ of links or copies, and summary.json. The input folder is never written to."""
 
 import csv
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from semclust.grouping.batches import Grouping
+from semclust.output_folder import check_output_folder, place_file
 
 #: Every file and folder `semclust group` writes; ``overwrite`` removes only these.
 OUTPUTS = (
@@ -37,31 +37,10 @@ class Row:
 
 
 def prepare_output(input_dir: Path, out_dir: Path, overwrite: bool) -> None:
-    """Refuse an output folder inside the input (or the input inside one that is filled);
-    a non-empty output folder needs ``overwrite``, which removes only :data:`OUTPUTS`."""
-    source, target = input_dir.resolve(), out_dir.resolve()
-    if target == source or source in target.parents:
-        raise ValueError(
-            f"output folder {out_dir} is inside the input folder {input_dir}; choose one "
-            "outside it (group never writes into its input)"
-        )
-    if target in source.parents:
-        raise ValueError(f"input folder {input_dir} lies inside the output folder {out_dir}")
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"output path {out_dir} is a file, not a folder")
-    if target.is_dir() and any(target.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"output folder {out_dir} is not empty; pass --overwrite to replace the "
-                f"outputs of an earlier run ({', '.join(OUTPUTS)})"
-            )
-        for name in OUTPUTS:
-            path = target / name
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)  # removes the links, never what they point to
-            elif path.exists() or path.is_symlink():
-                path.unlink()
-    target.mkdir(parents=True, exist_ok=True)
+    """Refuse an output folder inside the input (or the input inside it); a non-empty output
+    folder needs ``overwrite``, which removes only :data:`OUTPUTS`. Then create it."""
+    check_output_folder(input_dir, out_dir, overwrite, OUTPUTS, "group")
+    out_dir.resolve().mkdir(parents=True, exist_ok=True)
 
 
 def numbered_rows(grouping: Grouping) -> list[Row]:
@@ -128,16 +107,10 @@ def place_files(out_dir: Path, input_dir: Path, rows: list[Row], link: str) -> N
             folder = out_dir / "groups" / group_folder_name(row.group, groups)
             folder.mkdir(parents=True, exist_ok=True)
         try:
-            name = "__".join(row.path.relative_to(input_dir).parts)
+            relative = row.path.relative_to(input_dir)
         except ValueError:  # a path given outside the folder
-            name = row.path.name
-        target = folder / name
-        if target.exists() or target.is_symlink():
-            target = folder / f"{index}_{name}"
-        if link == "symlink":
-            target.symlink_to(row.path.resolve())
-        else:
-            shutil.copy2(row.path, target)
+            relative = Path(row.path.name)
+        place_file(row.path, folder, relative, index, link)
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> Path:

@@ -13,7 +13,6 @@ with the number of images: embeddings and probabilities go to memory-mapped ``.n
 import csv
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 from semclust.data.folder import find_image_files, image_problem, read_image
 from semclust.inference.export import ExportedModel, load_any_model
 from semclust.models import head_logits
+from semclust.output_folder import check_output_folder, place_file
 
 #: Every file and folder predict writes; ``overwrite=True`` removes only these.
 OUTPUTS = (
@@ -150,35 +150,6 @@ def embed_paths(
             )
 
 
-def check_output_folder(input_dir: Path, out_dir: Path, overwrite: bool) -> None:
-    """Refuse an output folder inside the input (or equal to it), or an input inside the
-    folders predict fills; a non-empty output folder needs ``overwrite``."""
-    source, target = input_dir.resolve(), out_dir.resolve()
-    if target == source or source in target.parents:
-        raise ValueError(
-            f"output folder {out_dir} is inside the input folder {input_dir}; choose one "
-            "outside it (predict never writes into its input)"
-        )
-    for managed in ("clusters", "low_confidence"):
-        folder = target / managed
-        if source == folder or folder in source.parents:
-            raise ValueError(f"input folder {input_dir} lies inside {folder}, which predict fills")
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"output path {out_dir} is a file, not a folder")
-    if target.is_dir() and any(target.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"output folder {out_dir} is not empty; pass --overwrite to replace the "
-                f"outputs of an earlier prediction ({', '.join(OUTPUTS)})"
-            )
-        for name in OUTPUTS:
-            path = target / name
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)  # removes the links, never what they point to
-            elif path.exists() or path.is_symlink():
-                path.unlink()
-
-
 def refuse_colour_for_grayscale(exported: ExportedModel, paths: list[Path], convert: bool) -> None:
     """Refuse colour images for a grayscale model unless conversion is asked for: its
     clusters would be meaningless, and nothing else would say so."""
@@ -204,18 +175,6 @@ def _folder_name(cluster: int, names: list[str]) -> str:
         return f"{cluster:03d}"
     safe = "".join(c if c.isalnum() or c in "-_ ." else "_" for c in names[cluster]).strip()
     return f"{cluster:03d}_{safe}" if safe else f"{cluster:03d}"
-
-
-def _place(source: Path, folder: Path, relative: Path, row: int, mode: str) -> None:
-    """Link or copy ``source`` into ``folder`` under a flattened, collision-free name."""
-    name = "__".join(relative.parts)
-    target = folder / name
-    if target.exists() or target.is_symlink():
-        target = folder / f"{row}_{name}"
-    if mode == "symlink":
-        target.symlink_to(source.resolve())
-    else:
-        shutil.copy2(source, target)
 
 
 def predict_folder(
@@ -245,7 +204,9 @@ def predict_folder(
         raise FileNotFoundError(f"input folder {input_dir} does not exist")
     if not input_dir.is_dir():
         raise ValueError(f"{input_dir} is a file; predict needs a folder of images")
-    check_output_folder(input_dir, out_dir, overwrite)
+    check_output_folder(
+        input_dir, out_dir, overwrite, OUTPUTS, "predict", filled=("clusters", "low_confidence")
+    )
     paths, unlistable = find_image_files(input_dir)
     if not paths:
         raise ValueError(f"no image files in {input_dir} (looked for common image extensions)")
@@ -306,7 +267,7 @@ def predict_folder(
                 )
                 if link != "none":
                     folder = cluster_dirs[cluster] if confident else low_dir
-                    _place(path, folder, path.relative_to(input_dir), rows + offset, link)
+                    place_file(path, folder, path.relative_to(input_dir), rows + offset, link)
             rows = end
     embeddings.flush()
     probabilities.flush()
