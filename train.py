@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from semclust.budget import EXIT_OUT_OF_TIME, OutOfTime
@@ -23,7 +24,7 @@ register_timm_backbone_shorthand(sys.argv[1:], Path(__file__).parent / "configs"
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
-        train(cfg)
+        train(cfg, HydraConfig.get().overrides.task)
     except OutOfTime as reason:
         print(f"train.py: {reason}; run the same command again to continue", file=sys.stderr)
         sys.exit(EXIT_OUT_OF_TIME)

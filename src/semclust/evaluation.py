@@ -7,6 +7,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from semclust.data import build_dataset
+from semclust.folder_recipe import as_trained
 from semclust.inference.checkpoint import load_clustering_checkpoint
 from semclust.inference.spec import to_plain
 from semclust.reporting.confusion import save_confusion_matrix
@@ -25,7 +26,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         options = {k: v for k, v in to_plain(cfg.predict).items() if k not in ("input_dir", "out")}
         return predict_folder(cfg.ckpt, cfg.predict.input_dir, cfg.predict.out, **options)
     model, metadata = load_clustering_checkpoint(cfg.ckpt)
-    data_cfg = to_plain(cfg.data) if cfg.get("data") else metadata["data"]
+    trained = metadata["data"]
+    data_cfg = as_trained(to_plain(cfg.data), trained) if cfg.get("data") else trained
     if cfg.split not in ("train", "val"):
         raise ValueError(f"split must be train or val, got {cfg.split!r}")
     if data_cfg["channels"] != metadata["data"]["channels"]:

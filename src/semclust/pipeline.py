@@ -9,6 +9,7 @@ import functools
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -20,6 +21,7 @@ from semclust.budget import OutOfTime
 from semclust.config_checks import check_config
 from semclust.failpoints import failpoint
 from semclust.fingerprints import data_fingerprint, describe_data, digest, outputs_digest
+from semclust.folder_recipe import complete_folder_recipe, settle_scan_neighbors
 from semclust.inference.spec import to_plain
 from semclust.metrics import HEADLINE_SCORES, LABEL_FREE_SCORES
 from semclust.rundir import MODEL_STAGES, RunDirectory, write_json
@@ -55,11 +57,13 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval")
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
+def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Run the configured stages in order and return the run's ``metrics.json`` content.
 
     The caller's config is left as it is: the pipeline works on a copy, which the stages'
-    ``prepare`` hooks and a chosen ``data.num_clusters`` complete. A stage finished earlier
+    ``prepare`` hooks, the folder recipe and a chosen ``data.num_clusters`` complete.
+    ``overrides`` are the command line's (``key=value``): the settings they name are never
+    chosen for the user (see :mod:`semclust.folder_recipe`). A stage finished earlier
     in the same run directory from the same inputs is skipped (``resume=false`` runs it
     again); an interrupted one continues from its last checkpoint.
     """
@@ -76,19 +80,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run = RunDirectory(cfg.paths.run_dir, create=False)
     run.claim(overwrite=bool(cfg.get("overwrite", False)))
     attach_log_file(run.root / "train.log")
+    recipe = complete_folder_recipe(cfg, overrides)
+    check_config(cfg)  # the chosen values too
     if run.is_writer():
         OmegaConf.save(cfg, run.root / "config.yaml")
+        if recipe is not None:
+            run.record("folder_recipe", recipe)
     log.info("run directory: %s", run.root.resolve())
     for stage in stages:
         if stage.prepare is not None:
             stage.prepare(cfg)
     data = data_fingerprint(to_plain(cfg.data))
+    training_images = recipe["chosen"].get("training_images", 0) if recipe else 0
     ran = False
     for stage in (stage for stage in stages if stage.name in cfg.stages):
         # Each invocation gets at least one stage (or one batch of it) done.
         if ran and budget.spent_everywhere():
             raise OutOfTime(f"time budget spent before {stage.name} started")
-        ran |= _run_stage(stage, stages, cfg, run, data)
+        ran |= _run_stage(stage, stages, cfg, run, data, training_images)
         _wait_for_all_processes()  # later stages on every rank read what rank zero wrote
     summary = summarize(run, stages)
     write_json(run.metrics_path, summary)
@@ -105,14 +114,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _run_stage(
-    stage: Stage, stages: list[Stage], cfg: DictConfig, run: RunDirectory, data: str
+    stage: Stage,
+    stages: list[Stage],
+    cfg: DictConfig,
+    run: RunDirectory,
+    data: str,
+    training_images: int,
 ) -> bool:
     """Run one stage, or skip it if it finished from the same inputs; record how it went.
 
-    Returns whether it ran.
+    ``training_images`` sizes SCAN's neighbours once K is chosen (folder recipe). Returns
+    whether it ran.
     """
     if stage.needs_num_clusters and known_num_clusters(cfg) is None:
         cfg.data.num_clusters = chosen_num_clusters(run, stage.name)
+        settle_scan_neighbors(cfg, training_images)
     run.stage_dir(stage.name)
     recorded = run.read_manifest()["stages"]
     upstream = stage.upstream(cfg, stages)

@@ -47,6 +47,8 @@ FOLDER = [
     "data.std=[0.5]",
     "data.augment.recipe=small_grayscale",
     "data.num_workers=0",
+    # The tiny run's epochs, not the folder recipe's step counts.
+    "data.schedule=null",
     "data.train_split=all",
     "data.val_split=all",
 ]
@@ -69,10 +71,11 @@ def test_auto_k_finds_the_three_families_on_pixels(tiny_config, tmp_path):
     run_dir = tmp_path / "run"
     choice = _manifest(run_dir)["num_clusters"]
     assert choice["value"] == 3
-    assert choice["criterion"] == "gmm_bic" and "K=3" in choice["reason"]
+    assert choice["criterion"] == "communities" and "3 of the 3" in choice["reason"]
     assert "silhouette 3" in choice["reason"]  # the compared criteria are named too
     assert choice["swept"] == [2, 8]
     assert choice["criteria"]["gmm_bic"]["curve"]["x"] == list(range(2, 9))
+    assert choice["criteria"]["communities"]["curve"]["y"] == [25.0, 25.0, 25.0]  # sizes
     assert choice["neighbors"].startswith("exact search")  # pixels were never mined
     for name in ("elbow", "silhouette", "criteria"):
         assert (run_dir / choice["files"][name]).read_bytes()[:8] == PNG_SIGNATURE

@@ -1,10 +1,12 @@
 """A tiny pipeline on image folders: labelled with broken files, and flat (unlabeled)."""
 
 import csv
+import json
 import warnings
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 from sklearn.datasets import load_digits
 
@@ -18,6 +20,8 @@ FOLDER_RUN = [
     "data.std=[0.4]",
     "data.augment.recipe=small_grayscale",
     "data.num_workers=0",
+    # The tiny run's epochs, not the folder recipe's step counts.
+    "data.schedule=null",
     "data.train_split=all",
     "data.val_split=all",
 ]
@@ -120,3 +124,40 @@ def test_channel_count_must_match_normalisation(tiny_config, tmp_path):
                 *FOLDER_RUN, "data.mean=[0.5,0.5,0.5]", f"data.path={folder}", "data.num_clusters=3"
             )
         )
+
+
+def test_a_folder_path_is_all_a_run_needs(compose_config, tmp_path):
+    """data=folder and a path: recipe, schedule, K and SCAN's neighbours chosen and recorded."""
+    folder = tmp_path / "images"
+    _write_digits(folder, per_class=30)
+    run_dir = tmp_path / "run"
+    overrides = [
+        "data=folder",
+        f"data.path={folder}",
+        # A test-sized schedule: the folder recipe turns steps into epochs.
+        "data.schedule.pretext_steps=4",
+        "data.schedule.scan_steps=4",
+        "data.schedule.selflabel_steps=2",
+        "backbone.width=8",
+        "stages=[pretext,mine,scan]",
+        "logger=none",
+        "report=false",
+        "trainer.enable_progress_bar=false",
+        f"paths.run_dir={run_dir}",
+    ]
+    summary = train(compose_config("train", overrides), overrides)
+
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    chosen = manifest["folder_recipe"]["chosen"]
+    assert manifest["folder_recipe"]["survey"]["image_count"] == 90
+    assert (chosen["data.channels"], chosen["data.image_size"]) == (1, 16)  # 8x8 grey digits
+    assert (chosen["pretext.batch_size"], chosen["pretext.epochs"]) == (32, 2)  # 2 steps/epoch
+    saved = OmegaConf.load(run_dir / "config.yaml")  # what evaluate.py and the report read
+    assert (saved.data.channels, saved.data.augment.recipe) == (1, "small_grayscale")
+    k = manifest["num_clusters"]["value"]
+    scan_config = manifest["stages"]["scan"]["config"]
+    assert scan_config["data"]["num_clusters"] == k and summary["final_stage"] == "scan"
+    # SCAN's neighbours: a seventh of 90 / K images, at least 5, at most the 20 mined.
+    assert scan_config["scan"]["num_neighbors"] == min(max(round(90 / k / 7), 5), 20)
+    log = (run_dir / "train.log").read_text()
+    assert "data=folder: 90 images, grayscale, median 8x8 px" in log

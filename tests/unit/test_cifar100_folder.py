@@ -13,6 +13,8 @@ from PIL import Image
 
 from semclust.data import build_dataset
 from semclust.data.cifar100 import FINE_TO_SUPERCLASS, CIFAR100FormatError, read_split
+from semclust.folder_recipe import as_trained, complete_folder_recipe
+from semclust.inference.spec import to_plain
 
 _SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "cifar100_to_folder.py"
 _spec = importlib.util.spec_from_file_location("cifar100_to_folder", _SCRIPT)
@@ -169,7 +171,10 @@ def test_the_folder_loads_with_the_readme_overrides(archive, tmp_path: Path, com
 
     overrides = ["experiment=cifar20", *README_DATA, f"data.path={out / 'train'}"]
     cfg = compose_config("train", [*overrides, "name=cifar20_folder"])
+    complete_folder_recipe(cfg, overrides)  # as train() does
     assert (cfg.data.kind, cfg.data.num_clusters, cfg.data.image_size) == ("folder", 20, 32)
+    assert (cfg.data.channels, cfg.data.augment.recipe) == (3, "natural")
+    assert cfg.pretext.epochs == 500  # the experiment's schedule, not the folder recipe's
     dataset = build_dataset(cfg.data, "train")
     # Sorted folder names are the archive's superclass order, so targets equal coarse labels.
     assert dataset.class_names == SUPERCLASSES
@@ -181,7 +186,9 @@ def test_the_folder_loads_with_the_readme_overrides(archive, tmp_path: Path, com
 
     convert(folder, "--out", out, "--split", "test", "--overwrite")
     cfg = compose_config("evaluate", ["ckpt=x", *README_DATA, f"data.path={out / 'test'}"])
-    assert len(build_dataset(cfg.data, "val")) == 40
+    # evaluate.py takes the image settings left auto from the checkpoint's training data.
+    trained = {**to_plain(cfg.data), "channels": 3, "image_size": 32}
+    assert len(build_dataset(as_trained(to_plain(cfg.data), trained), "val")) == 40
 
 
 def test_a_non_empty_output_is_refused_unless_overwrite(archive, tmp_path: Path):

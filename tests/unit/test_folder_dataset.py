@@ -12,6 +12,7 @@ from PIL import Image
 
 from semclust.data import build_dataset, view_transforms
 from semclust.data.folder import FolderDataset, SkippedImagesWarning
+from semclust.folder_recipe import complete_folder_recipe
 
 RNG = np.random.default_rng(0)
 
@@ -343,9 +344,9 @@ class TestBadFiles:
 def test_config_builds_the_folder(compose_config, tmp_path: Path):
     for i in range(4):
         save(tmp_path / "images" / f"{'ab'[i % 2]}" / f"{i}.png", random_rgb(40, 30))
-    cfg = compose_config(
-        "train", ["data=folder", f"data.path={tmp_path / 'images'}", "data.num_clusters=2"]
-    )
+    overrides = ["data=folder", f"data.path={tmp_path / 'images'}", "data.num_clusters=2"]
+    cfg = compose_config("train", overrides)
+    complete_folder_recipe(cfg, overrides)  # as train() does: colour images, natural recipe
     train, val = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "val")
     assert len(train) == len(val) == 4
     assert train.class_names == ["a", "b"]

@@ -1,5 +1,6 @@
-"""The K criteria beyond the k-means sweep (eigengap, GMM BIC, over-cluster-and-merge) find
-the K of data built to have it, and data.num_clusters=auto records every criterion and why."""
+"""The K criteria beyond the k-means sweep (communities, eigengap, GMM BIC, over-cluster-and-
+merge) find the K of data built to have it, and data.num_clusters=auto records every criterion
+and why."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from omegaconf import OmegaConf
 from sklearn.datasets import make_blobs
 
 from semclust.clustering.choose_k import estimate_k, write_k_choice
+from semclust.clustering.graph_communities import communities_k, neighbors_per_cluster
 from semclust.clustering.k_criteria import (
     eigengap_k,
     gmm_bic_k,
@@ -65,6 +67,7 @@ def test_every_criterion_finds_the_k_of_separated_blobs(true_k):
     neighbors = knn_graph(features, 10)
     ks = range(2, 10)
     assert eigengap_k(neighbors, ks).k == true_k
+    assert communities_k(neighbors, ks, SEED).k == true_k
     assert gmm_bic_k(features, ks, SEED, dimensions=8).k == true_k
     assert merge_k(features, neighbors, ks, SEED, over_clusters=24).k == true_k
 
@@ -97,13 +100,13 @@ def test_merge_on_one_cluster_says_so_and_keeps_k_min():
     assert "leave 1 groups" in estimate.reason and "clipped to K=2" in estimate.reason
 
 
-def test_estimate_k_uses_gmm_bic_by_default_and_records_the_others():
+def test_estimate_k_uses_communities_by_default_and_records_the_others():
     features = blobs(4)
     choice = estimate_k(features, range(2, 9), SEED)
-    assert ChooseKSettings().criterion == "gmm_bic" and choice.criterion == "gmm_bic"
-    assert choice.k == 4 and choice.reason.startswith("gmm_bic: lowest BIC")
-    assert set(choice.estimates) == {"gmm_bic", *ChooseKSettings().compare}
-    assert "Others: silhouette 4, eigengap 4, merge 4 (3 of 3 agree)" in choice.reason
+    assert ChooseKSettings().criterion == "communities" and choice.criterion == "communities"
+    assert choice.k == 4 and choice.reason.startswith("communities: 4 of the 4 Louvain")
+    assert set(choice.estimates) == {"communities", *ChooseKSettings().compare}
+    assert "Others: silhouette 4, eigengap 4, gmm_bic 4 (3 of 3 agree)" in choice.reason
     curve = choice.criteria()["silhouette"]["curve"]
     assert curve["x"] == list(range(2, 9)) and len(curve["y"]) == 7
     png = k_criteria_png(choice.criteria(), choice.k)
@@ -147,10 +150,12 @@ def test_auto_writes_every_criterion_to_the_manifest_and_reads_mined_neighbours(
     entry = choose_num_clusters(_config(k_max=8), run, features, "test features")
     manifest = read_json(run.manifest_path)["num_clusters"]
     assert manifest == read_json(run.path(("choose_k", "choice.json"))) == entry
-    assert entry["value"] == 3 and entry["criterion"] == "gmm_bic"
+    assert entry["value"] == 3 and entry["criterion"] == "communities"
     assert entry["neighbors"] == "mined train neighbours (7)"
-    assert entry["reason"].startswith("gmm_bic:") and "K=3" in entry["reason"]
-    assert {"gmm_bic", "silhouette", "eigengap", "merge"} <= set(entry["criteria"])
+    assert (
+        entry["reason"].startswith("communities: 3 of the 3") and "7-neighbour" in entry["reason"]
+    )
+    assert {"communities", "gmm_bic", "silhouette", "eigengap"} <= set(entry["criteria"])
     for name in entry["criteria"]:
         assert entry["criteria"][name]["k"] == 3
         assert entry["criteria"][name]["reason"]
@@ -177,3 +182,29 @@ def test_gmm_bic_fits_small_sets_in_fewer_dimensions():
     estimate = gmm_bic_k(features, range(2, 8), SEED, dimensions=16)
     assert "on 4 principal components" in estimate.reason  # 4·7/2 = 14 ≤ 75/4 < 5·8/2
     assert estimate.k == 3
+
+
+@pytest.mark.parametrize(
+    ("images", "clusters", "available", "expected"),
+    [(1440, 20, 20, 10), (10_000, 10, 20, 20), (200, 10, 20, 5), (10_000, 10, 12, 12)],
+)
+def test_neighbours_are_a_seventh_of_a_cluster(images, clusters, available, expected):
+    assert neighbors_per_cluster(images, clusters, available) == expected
+
+
+def test_communities_count_only_cluster_sized_ones_and_size_the_graph_to_k():
+    # Three cliques of 100 and a stray pair: the pair is a community but not a cluster.
+    neighbors = cliques([100, 100, 100, 2])[:, :20]
+    estimate = communities_k(neighbors, range(2, 11), SEED)
+    assert estimate.k == 3 and estimate.threshold == pytest.approx(0.5 * 302 / 10)
+    assert estimate.y[:3] == [100.0, 100.0, 100.0] and estimate.y[3] == 2.0
+    # 302 images in 3 clusters: a seventh of 100 is 14 neighbours, so the graph is redone.
+    assert "neighbours sized to the images per cluster: 20 -> 14" in estimate.reason
+    assert "of the 14-neighbour graph" in estimate.reason
+
+
+def test_communities_clip_to_the_range_and_read_few_mined_neighbours():
+    neighbors = cliques([10] * 6)  # 9 neighbours each: fewer than 20 mined
+    estimate = communities_k(neighbors, range(2, 5), SEED)
+    assert estimate.k == 4 and "clipped to K=4 within [2, 4]" in estimate.reason
+    assert "sized to the images per cluster: 9 -> 5" in estimate.reason  # 9 mined, 60 / 4 / 7 < 5

@@ -1,11 +1,13 @@
 """Choosing the number of clusters without labels.
 
 A k-means sweep over K, read by silhouette, the elbow of the inertia curve, Calinski-Harabasz
-or Davies-Bouldin; and the criteria of :mod:`semclust.clustering.k_criteria` (eigengap of the
-kNN graph, GMM BIC, over-cluster-and-merge by neighbour agreement). :func:`estimate_k` runs
+or Davies-Bouldin; the communities of SCAN's neighbour graph
+(:mod:`semclust.clustering.graph_communities`, the default); and the criteria of
+:mod:`semclust.clustering.k_criteria` (eigengap of the kNN graph, GMM BIC, over-cluster-and-
+merge by neighbour agreement). :func:`estimate_k` runs
 the chosen criterion and any others to compare, and explains the choice.
 
-numpy, SciPy, scikit-learn and matplotlib only, so it runs on any (N, D) feature matrix.
+numpy, SciPy, scikit-learn, networkx and matplotlib only, so it runs on any (N, D) feature matrix.
 """
 
 import csv
@@ -19,6 +21,7 @@ from matplotlib.figure import Figure
 from sklearn.cluster import KMeans
 
 from semclust.clustering.features import check_features
+from semclust.clustering.graph_communities import communities_k
 from semclust.clustering.k_criteria import KEstimate, eigengap_k, gmm_bic_k, knn_graph, merge_k
 from semclust.clustering.k_plot import plot_k_criteria
 from semclust.clustering.settings import ChooseKSettings
@@ -27,8 +30,8 @@ from semclust.metrics import l2_normalize, label_free_scores
 #: Criteria read from the k-means sweep (:func:`sweep_k`, :func:`pick_k`).
 SWEEP_CRITERIA = ("silhouette", "elbow", "calinski_harabasz", "davies_bouldin")
 #: Criteria that need the kNN graph (the mined neighbours, or an exact search).
-GRAPH_CRITERIA = ("eigengap", "merge")
-CRITERIA = (*SWEEP_CRITERIA, "eigengap", "gmm_bic", "merge")
+GRAPH_CRITERIA = ("communities", "eigengap", "merge")
+CRITERIA = (*SWEEP_CRITERIA, "communities", "eigengap", "gmm_bic", "merge")
 _HIGHER_IS_BETTER = {"silhouette": True, "calinski_harabasz": True, "davies_bouldin": False}
 _NAMES = {
     "silhouette": "silhouette",
@@ -252,6 +255,10 @@ def _estimate(
 ) -> KEstimate:
     if name in SWEEP_CRITERIA:
         return _sweep_estimate(table, name)
+    if name == "communities":
+        return communities_k(
+            neighbors, ks, seed, settings.communities_resolution, settings.communities_min_size
+        )
     if name == "eigengap":
         return eigengap_k(neighbors, ks, seed)
     if name == "gmm_bic":

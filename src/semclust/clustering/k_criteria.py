@@ -73,7 +73,7 @@ def knn_graph(features: np.ndarray, num_neighbors: int) -> np.ndarray:
     return exact_neighbors(features, np.arange(len(features)), num_neighbors)
 
 
-def _check_neighbors(neighbors: np.ndarray, num_samples: int) -> np.ndarray:
+def check_neighbors(neighbors: np.ndarray, num_samples: int) -> np.ndarray:
     neighbors = np.asarray(neighbors)
     if neighbors.ndim != 2 or len(neighbors) != num_samples or neighbors.shape[1] < 1:
         raise ValueError(
@@ -84,7 +84,7 @@ def _check_neighbors(neighbors: np.ndarray, num_samples: int) -> np.ndarray:
     return neighbors.astype(np.int64, copy=False)
 
 
-def _affinity(neighbors: np.ndarray) -> scipy.sparse.csr_matrix:
+def knn_affinity(neighbors: np.ndarray) -> scipy.sparse.csr_matrix:
     """The symmetric 0/1 kNN graph (an edge where either row lists the other); -1 entries
     (no neighbour found) and self-loops are dropped."""
     num_samples, k = neighbors.shape
@@ -102,7 +102,7 @@ def _affinity(neighbors: np.ndarray) -> scipy.sparse.csr_matrix:
 def laplacian_spectrum(neighbors: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     """The ``count`` smallest eigenvalues (ascending) of the normalised Laplacian
     ``I - D^-1/2 A D^-1/2`` of the symmetrised kNN graph ``A``."""
-    graph = _affinity(neighbors)
+    graph = knn_affinity(neighbors)
     num_samples = graph.shape[0]
     degree = np.asarray(graph.sum(axis=1)).ravel()
     scale = scipy.sparse.diags(1.0 / np.sqrt(np.maximum(degree, 1e-12)))
@@ -128,7 +128,7 @@ def eigengap_k(neighbors: np.ndarray, k_values: Sequence[int], seed: int = 0) ->
     """K with the largest gap ``λ_{K+1} - λ_K`` among ``k_values`` in the normalised-Laplacian
     spectrum of the kNN graph (``neighbors``: ``(N, k)`` row indices)."""
     ks = sorted(int(k) for k in k_values)
-    neighbors = _check_neighbors(neighbors, len(neighbors))
+    neighbors = check_neighbors(neighbors, len(neighbors))
     spectrum = laplacian_spectrum(neighbors, ks[-1] + 1, seed)
     usable = [k for k in ks if k < len(spectrum)]
     if not usable:
@@ -267,7 +267,7 @@ def merge_k(
     left that hold at least ``min_size_fraction`` of an average piece (stray pieces of
     outliers do not count), clipped to ``k_values``."""
     ks = sorted(int(k) for k in k_values)
-    neighbors = _check_neighbors(neighbors, len(features))
+    neighbors = check_neighbors(neighbors, len(features))
     over = min(over_clusters, len(features) - 1)
     if over < 2:
         raise ValueError(f"{len(features)} samples are too few to over-cluster")

@@ -66,7 +66,7 @@ class ClassicSettings:
 
 
 #: The criteria computed next to the chosen one, for the explanation (manifest and plot).
-DEFAULT_K_COMPARE: tuple[str, ...] = ("silhouette", "eigengap", "merge")
+DEFAULT_K_COMPARE: tuple[str, ...] = ("silhouette", "eigengap", "gmm_bic")
 
 
 @dataclass
@@ -74,17 +74,19 @@ class ChooseKSettings:
     """Choosing K without labels for ``data.num_clusters=auto`` (K in [k_min, k_max]).
 
     Criteria (:mod:`semclust.clustering.choose_k`): from a k-means sweep on the
-    L2-normalised features silhouette, elbow, calinski_harabasz, davies_bouldin; eigengap
-    (of the kNN graph's normalised Laplacian), gmm_bic (Gaussian mixtures on principal
+    L2-normalised features silhouette, elbow, calinski_harabasz, davies_bouldin; communities
+    (Louvain communities of SCAN's neighbour graph); eigengap (of the kNN graph's normalised
+    Laplacian), gmm_bic (Gaussian mixtures on principal
     components), merge (over-cluster, then merge pieces by neighbour agreement)."""
 
     k_min: int = 2
     #: 30, so that COIL-20's K=20 lies inside the range rather than on its edge.
     k_max: int = 30
-    #: The criterion whose K is used. gmm_bic: within ±1 of the true K on the digits
-    #: features of seeds 0-2 (10/10/11), where silhouette said 14/14/11 and eigengap and merge
-    #: 12-14 (docs/BENCHMARKS.md, "Choosing K (issue 15)").
-    criterion: str = "gmm_bic"
+    #: The criterion whose K is used. communities: within ±1 of the true K on the digits,
+    #: MNIST and COIL-20 features of seeds 0-2, where gmm_bic said 26 on MNIST and 29 on
+    #: COIL-20, silhouette 14 on digits and 30 on COIL-20 (docs/BENCHMARKS.md, "Choosing K
+    #: (issue 15)").
+    criterion: str = "communities"
     #: Criteria also computed and recorded (manifest, plot), not used for the choice.
     compare: list[str] = field(default_factory=lambda: list(DEFAULT_K_COMPARE))
     #: Silhouette costs O(N²): above this many samples it is estimated on a seeded subset.
@@ -92,6 +94,11 @@ class ChooseKSettings:
     #: Neighbours of the kNN graph (eigengap, merge) when no mined neighbours match the
     #: features (the mine stage's are used when they do).
     num_neighbors: int = 20
+    #: communities: Louvain's modularity resolution (higher: more, smaller communities).
+    communities_resolution: float = 1.0
+    #: communities: a community counts as a cluster when it holds this share of an average
+    #: cluster at k_max (smaller ones are stray outliers).
+    communities_min_size: float = 0.5
     #: merge: k-means pieces to start from (0: 3 × k_max).
     merge_over_clusters: int = 0
     #: merge: two groups merge while this share of the smaller one's neighbour pairs crosses.

@@ -1,8 +1,8 @@
 """``report.html`` of a training run: its final model on the run's own images.
 
 Everything is read from the run directory (:mod:`semclust.rundir`): the final model, the
-data config the manifest recorded for its stage and, for heads trained on a frozen
-backbone, the cached validation features.
+data config the manifest recorded for its stage, for heads trained on a frozen backbone the
+cached validation features and, with ``data.num_clusters=auto``, how K was chosen.
 """
 
 from pathlib import Path
@@ -16,8 +16,8 @@ from torch import nn
 from semclust.data import MultiViewDataset, build_dataset, make_loader, view_transforms
 from semclust.inference.export import load_trained_model
 from semclust.models import head_logits
-from semclust.reporting import ReportData, grad_cam_for, write_report
-from semclust.rundir import RunDirectory, mined
+from semclust.reporting import KChoiceSummary, ReportData, grad_cam_for, write_report
+from semclust.rundir import K_CHOICE, RunDirectory, mined, read_json
 
 
 def write_run_report(
@@ -49,6 +49,10 @@ def write_run_report(
         image = dataset.load_image(row)
         return to_pil_image(image) if isinstance(image, torch.Tensor) else image
 
+    k_choice = load_k_choice(run.root)
+    if k_choice is not None and k_choice.value != probabilities[0].shape[1]:
+        # Left by an earlier run in this directory: it did not choose this model's K.
+        k_choice = None
     paths = getattr(dataset, "paths", None) or [
         f"{data_cfg['kind']}[{index}]" for index in range(len(dataset))
     ]
@@ -60,10 +64,34 @@ def write_run_report(
         targets=np.concatenate(targets),
         class_names=dataset.class_names,
         errors=list(getattr(dataset, "skipped", [])),
+        k_choice=k_choice,
     )
     explainer, reason = grad_cam_for(model, transform)
     out_path = Path(out_path) if out_path else run.report_path
     return write_report(out_path, data, load_image, explainer, no_heatmaps_reason=reason)
+
+
+def load_k_choice(run_dir: str | Path) -> KChoiceSummary | None:
+    """How ``data.num_clusters=auto`` chose K, as the run saved it (``choose_k/choice.json``,
+    else the manifest's copy), with its saved plot; None when the run was given K."""
+    run = RunDirectory(run_dir, create=False)
+    path = run.path(K_CHOICE)
+    entry = read_json(path) if path.is_file() else run.read_manifest().get("num_clusters")
+    if not entry:
+        return None
+    return KChoiceSummary.from_saved(
+        entry, _saved_file(run, entry.get("files", {}).get("criteria"))
+    )
+
+
+def _saved_file(run: RunDirectory, relative: str | None) -> bytes | None:
+    """A file the run saved (a path relative to it), or None when it is gone or outside it."""
+    if not relative:
+        return None
+    path = (run.root / relative).resolve()
+    if not path.is_file() or not path.is_relative_to(run.root.resolve()):
+        return None
+    return path.read_bytes()
 
 
 def _stage_entry(run: RunDirectory, stage: str) -> dict[str, Any]:

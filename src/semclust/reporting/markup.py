@@ -41,6 +41,7 @@ table { border-collapse: collapse; }
 th, td { border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: left; }
 table.facts th { background: #f4f4f4; font-weight: 600; }
 table.confusion td { text-align: right; min-width: 2rem; }
+table.k-criteria tr.decided { font-weight: 600; background: #eef5fb; }
 table.errors td { font-family: monospace; word-break: break-all; }
 .scroll { overflow-x: auto; }
 .cluster { border: 1px solid #ddd; border-radius: 6px; padding: 0.5rem 1rem; margin: 1rem 0; }

@@ -2,10 +2,10 @@
 
 Per cluster: its size, cohesion (clusters ranked most cohesive first), a grid of its most
 confident members and, optionally, Grad-CAM heatmaps of what drove their assignment. Above
-them: ACC/NMI/ARI and a confusion matrix when labels exist (label-free scores otherwise) and
-a 2-D UMAP map of the embeddings. Every image is inlined as a base64 PNG data URI and a
-Content-Security-Policy forbids fetching anything, so the one file opens offline and can be
-mailed or archived as it is.
+them: how K was chosen (when the run chose it), ACC/NMI/ARI and a confusion matrix when
+labels exist (label-free scores otherwise) and a 2-D UMAP map of the embeddings. Every image
+is inlined as a base64 PNG data URI and a Content-Security-Policy forbids fetching anything,
+so the one file opens offline and can be mailed or archived as it is.
 """
 
 from collections.abc import Callable
@@ -16,6 +16,7 @@ import PIL.Image
 
 from semclust.metrics import cluster_cohesion
 from semclust.reporting.gradcam import GradCamExplainer
+from semclust.reporting.k_choice import k_choice_section
 from semclust.reporting.markup import esc, page, table
 from semclust.reporting.report_data import ReportData, validate
 from semclust.reporting.sections import (
@@ -95,6 +96,7 @@ def write_report(
         '<section id="summary"><h2>Summary</h2>',
         table(summary),
         "</section>",
+        k_choice_section(data.k_choice),
         scores_section(data, predictions, embeddings, targets, labelled, num_clusters, seed),
         map_section(embeddings, predictions, num_clusters, seed),
         '<section id="clusters"><h2>Clusters, most cohesive first</h2>',

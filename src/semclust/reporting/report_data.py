@@ -4,6 +4,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from semclust.reporting.k_choice import KChoiceSummary
+
 
 @dataclass
 class ReportData:
@@ -17,6 +19,7 @@ class ReportData:
     class_names: list[str] | None = None
     cluster_names: list[str] | None = None  # optional human names of the K clusters
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) unread
+    k_choice: KChoiceSummary | None = None  # how data.num_clusters=auto chose K; None: given
 
 
 def validate(data: ReportData) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -37,6 +40,11 @@ def validate(data: ReportData) -> tuple[np.ndarray, np.ndarray, np.ndarray | Non
             raise ValueError(f"{name} hold NaN or infinite values")
     if data.cluster_names is not None and len(data.cluster_names) != num_clusters:
         raise ValueError(f"got {len(data.cluster_names)} cluster_names for {num_clusters} clusters")
+    if data.k_choice is not None and data.k_choice.value != num_clusters:
+        raise ValueError(
+            f"the K choice says K={data.k_choice.value} but probabilities have {num_clusters} "
+            "clusters"
+        )
     if data.targets is None:
         return probabilities, embeddings, None
     targets = np.asarray(data.targets)
