@@ -15,13 +15,15 @@ surveys the folder (:mod:`semclust.data.folder_survey`) and fills in:
 Whatever was set explicitly wins: a value other than ``auto`` in the config, any key given
 on the command line (``pretext.epochs=50``, ``backbone=timm``), and an experiment's backbone
 and schedule (``experiment=cifar10 data=folder`` keeps the paper's epochs). Every choice is logged
-in one line and recorded in the manifest under ``folder_recipe``.
+in one line (the returned ``line``, which the pipeline logs) and recorded in the manifest under
+``folder_recipe``. Unless a name or run directory is given, the run is named after the folder.
 """
 
-import logging
 import math
 import os
+import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,8 +31,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from semclust.clustering.graph_communities import neighbors_per_cluster
 from semclust.data.folder_survey import FolderSurvey, pixel_statistics, survey_folder
-
-log = logging.getLogger(__name__)
 
 AUTO = "auto"
 
@@ -73,14 +73,23 @@ def complete_folder_recipe(cfg: DictConfig, overrides: Sequence[str] = ()) -> di
     survey = survey_folder(cfg.data.path)
     chosen: dict[str, Any] = {}
     with open_dict(cfg):
+        if not given & {"name", "experiment", "paths.run_dir"}:
+            # checkpoints/<folder>/seed0 rather than the default name, digits.
+            cfg.name = _run_name(survey.path)
+            chosen["name"] = cfg.name
         _choose_images(cfg, survey, chosen)
         if "experiment" not in given:  # an experiment's backbone and schedule are its own
             _choose_backbone(cfg, given, chosen)
             _choose_schedule(cfg, survey, given, chosen)
         settle_scan_neighbors(cfg, training_images(cfg, survey))
-    entry = {"survey": survey.__dict__, "chosen": chosen}
-    log.info("data=folder: %s -> %s", survey.describe(), describe_choices(chosen))
-    return entry
+    line = f"data=folder: {survey.describe()} -> {describe_choices(chosen)}"
+    return {"survey": survey.__dict__, "chosen": chosen, "line": line}
+
+
+def _run_name(folder: str) -> str:
+    """A run name from a folder's name: letters, digits, ``-`` and ``_`` only."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(folder).name).strip("_")
+    return name or "folder"
 
 
 def _set_auto(node: DictConfig, key: str, value: Any, chosen: dict[str, Any], name: str) -> None:

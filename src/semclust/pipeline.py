@@ -77,11 +77,13 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         raise ValueError(f"unknown stages {unknown}; choose from {known}")
     cfg = copy.deepcopy(cfg)
     _sync_batchnorm_on_any_device(cfg)
+    recipe = complete_folder_recipe(cfg, overrides)  # may name the run after the folder
+    check_config(cfg)  # the chosen values too
     run = RunDirectory(cfg.paths.run_dir, create=False)
     run.claim(overwrite=bool(cfg.get("overwrite", False)))
     attach_log_file(run.root / "train.log")
-    recipe = complete_folder_recipe(cfg, overrides)
-    check_config(cfg)  # the chosen values too
+    if recipe is not None:
+        log.info("%s", recipe["line"])
     if run.is_writer():
         OmegaConf.save(cfg, run.root / "config.yaml")
         if recipe is not None:

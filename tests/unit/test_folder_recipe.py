@@ -85,9 +85,10 @@ def test_pixel_statistics_are_those_of_the_resized_images(tmp_path):
 
 
 def test_small_grey_images_get_the_mnist_recipe_and_a_step_schedule(compose_config, tmp_path):
-    folder = _grey_folder(tmp_path / "digits", 400)
+    folder = _grey_folder(tmp_path / "my.scans+2024", 400)
     cfg, overrides = _folder_config(compose_config, folder)
     entry = complete_folder_recipe(cfg, overrides)
+    assert cfg.name == "my_scans_2024" and cfg.paths.run_dir.endswith("my_scans_2024/seed0")
     data = cfg.data
     assert (data.channels, data.image_size, data.augment.recipe) == (1, 16, "small_grayscale")
     assert (data.augment.rotation, data.augment.crop_scale_min) == (15, 0.5)
@@ -131,6 +132,9 @@ def test_what_is_given_wins(compose_config, tmp_path):
     cfg, overrides = _folder_config(compose_config, folder, "data.schedule=null")
     complete_folder_recipe(cfg, overrides)
     assert cfg.pretext.epochs == 100 and cfg.data.image_size == 16
+    cfg, overrides = _folder_config(compose_config, folder, "name=mine")
+    complete_folder_recipe(cfg, overrides)
+    assert cfg.name == "mine"
 
 
 def test_colour_images_train_resnet_on_a_gpu(compose_config, tmp_path, monkeypatch):
