@@ -6,13 +6,15 @@ features (issue 15).
 
 A ``--run`` is a run directory whose mine stage saved ``mine/train_features.npy``,
 ``train_neighbors.npy`` and ``train_targets.npy`` (``python train.py stages=[pretext,mine]``):
-the features and the mined kNN graph that ``data.num_clusters=auto`` reads. ``--blobs`` adds
+the features and the mined kNN graph that ``data.num_clusters=auto`` reads (made exactly with
+``--neighbors`` neighbours where the run mined fewer). ``--blobs`` adds
 scikit-learn's Gaussian blobs (several K, dimensions and spreads, seeds 0-2) with an exact kNN
 graph of 20 neighbours. The labels only give the true K of the table; no criterion sees them.
 Prints a Markdown table: one row per (data, seed), one column per criterion.
 """
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -70,6 +72,13 @@ def main() -> None:
     parser.add_argument("--criteria", default="merge,silhouette,elbow,eigengap,gmm_bic")
     parser.add_argument("--set", action="append", default=[], help="a ChooseKSettings field")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--neighbors",
+        type=int,
+        default=20,
+        help="a run that mined fewer neighbours gets an exact graph of this many (data=folder "
+        "mines 20; experiment=coil20 only 10)",
+    )
     args = parser.parse_args()
     criteria = args.criteria.split(",")
     unknown = set(criteria) - set(CRITERIA)
@@ -81,7 +90,8 @@ def main() -> None:
         label, _, run_dir = spec.partition("=")
         name, _, seed = label.partition("/")
         mine = Path(run_dir) / "mine"
-        jobs.append((name, int(seed or 0), lambda mine=mine: _load_run(mine)))
+        load = functools.partial(_load_run, mine, args.neighbors)
+        jobs.append((name, int(seed or 0), load))
     if args.blobs:
         for k, dims, spread in BLOBS:
             for seed in (int(text) for text in args.blob_seeds.split(",")):
@@ -119,10 +129,13 @@ def main() -> None:
         print(f"{criterion}: within ±1 of the true K in {hits} of {len(rows)}")
 
 
-def _load_run(mine: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return tuple(
+def _load_run(mine: Path, at_least: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    features, neighbors, targets = (
         np.load(mine / f"train_{kind}.npy") for kind in ("features", "neighbors", "targets")
     )
+    if neighbors.shape[1] < at_least:
+        neighbors = knn_graph(features, at_least)
+    return features, neighbors, targets
 
 
 def _blobs(k: int, dims: int, spread: float, seed: int) -> tuple[np.ndarray, ...]:

@@ -147,6 +147,9 @@ RULES: list[Rule] = [
     ("choose_k.k_max", *integer(2)),
     ("choose_k.criterion", *one_of(*CRITERIA)),
     ("choose_k.sample_size", *integer(2)),
+    ("choose_k.communities_resolution", *POSITIVE),
+    ("choose_k.communities_min_size", *NON_NEGATIVE),
+    ("choose_k.communities_repeats", *POSITIVE_INT),
     ("trainer.num_nodes", *POSITIVE_INT),
     ("trainer.log_every_n_steps", *POSITIVE_INT),
 ]

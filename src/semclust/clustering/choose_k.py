@@ -257,7 +257,12 @@ def _estimate(
         return _sweep_estimate(table, name)
     if name == "communities":
         return communities_k(
-            neighbors, ks, seed, settings.communities_resolution, settings.communities_min_size
+            neighbors,
+            ks,
+            seed,
+            settings.communities_resolution,
+            settings.communities_min_size,
+            settings.communities_repeats,
         )
     if name == "eigengap":
         return eigengap_k(neighbors, ks, seed)

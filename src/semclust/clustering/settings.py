@@ -95,7 +95,10 @@ class ChooseKSettings:
     #: features (the mine stage's are used when they do).
     num_neighbors: int = 20
     #: communities: Louvain's modularity resolution (higher: more, smaller communities).
-    communities_resolution: float = 1.0
+    #: 1.2: at 1.0 one COIL-20 seed said 18 (docs/BENCHMARKS.md).
+    communities_resolution: float = 1.2
+    #: communities: Louvain runs whose median count is K.
+    communities_repeats: int = 5
     #: communities: a community counts as a cluster when it holds this share of an average
     #: cluster at k_max (smaller ones are stray outliers).
     communities_min_size: float = 0.5
