@@ -161,3 +161,10 @@ def test_a_folder_path_is_all_a_run_needs(compose_config, tmp_path):
     assert scan_config["scan"]["num_neighbors"] == min(max(round(90 / k / 7), 5), 20)
     log = (run_dir / "train.log").read_text()
     assert "data=folder: 90 images, grayscale, median 8x8 px" in log
+    # The same command again makes the same choices, so every stage is found finished.
+    train(compose_config("train", overrides), overrides)
+    again = json.loads((run_dir / "manifest.json").read_text())
+    assert (
+        again["stages"] == manifest["stages"]
+        and again["folder_recipe"] == manifest["folder_recipe"]
+    )
