@@ -2,7 +2,9 @@
 
 Everything is read from the run directory (:mod:`semclust.rundir`): the final model, the
 data config the manifest recorded for its stage, for heads trained on a frozen backbone the
-cached validation features and, with ``data.num_clusters=auto``, how K was chosen.
+cached validation features and, with ``data.num_clusters=auto``, how K was chosen. With
+labels, the scores against the number of query images are computed here, into the report's
+data.
 """
 
 from pathlib import Path
@@ -16,7 +18,13 @@ from torch import nn
 from semclust.data import MultiViewDataset, build_dataset, make_loader, view_transforms
 from semclust.inference.export import load_trained_model
 from semclust.models import head_logits
-from semclust.reporting import KChoiceSummary, ReportData, grad_cam_for, write_report
+from semclust.reporting import (
+    KChoiceSummary,
+    ReportData,
+    grad_cam_for,
+    scores_by_query_count,
+    write_report,
+)
 from semclust.rundir import K_CHOICE, RunDirectory, mined, read_json
 
 
@@ -56,15 +64,20 @@ def write_run_report(
     paths = getattr(dataset, "paths", None) or [
         f"{data_cfg['kind']}[{index}]" for index in range(len(dataset))
     ]
+    all_probabilities, embeddings = np.concatenate(probabilities), np.concatenate(features)
+    all_targets = np.concatenate(targets)
     data = ReportData(
         title=f"semclust run {run.root} ({stage}, {data_cfg['kind']}/{split})",
         paths=[str(path) for path in paths],
-        probabilities=np.concatenate(probabilities),
-        embeddings=np.concatenate(features),
-        targets=np.concatenate(targets),
+        probabilities=all_probabilities,
+        embeddings=embeddings,
+        targets=all_targets,
         class_names=dataset.class_names,
         errors=list(getattr(dataset, "skipped", [])),
         k_choice=k_choice,
+        query_curves=scores_by_query_count(
+            all_probabilities.argmax(axis=1), all_targets, embeddings
+        ),
     )
     explainer, reason = grad_cam_for(model, transform)
     out_path = Path(out_path) if out_path else run.report_path

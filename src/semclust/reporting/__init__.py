@@ -8,14 +8,17 @@ report of a training run is :func:`semclust.inference.run_report.write_run_repor
 from semclust.reporting.confusion import save_confusion_matrix
 from semclust.reporting.gradcam import GradCamExplainer, grad_cam_for
 from semclust.reporting.k_choice import KChoiceSummary
+from semclust.reporting.query_curves import QueryCurves, scores_by_query_count
 from semclust.reporting.report import write_report
 from semclust.reporting.report_data import ReportData
 
 __all__ = [
     "GradCamExplainer",
     "KChoiceSummary",
+    "QueryCurves",
     "ReportData",
     "grad_cam_for",
+    "scores_by_query_count",
     "save_confusion_matrix",
     "write_report",
 ]

@@ -143,6 +143,10 @@ class _SingleHead(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # A rotation-pooled backbone runs once per turn; the maps explain the upright turn.
+        backbone = getattr(self.model.backbone, "unpooled", None)
+        if backbone is not None:
+            return self.model.cluster_heads(backbone(images))[0]
         return head_logits(self.model, images)[1]
 
 

@@ -3,9 +3,10 @@
 Per cluster: its size, cohesion (clusters ranked most cohesive first), a grid of its most
 confident members and, optionally, Grad-CAM heatmaps of what drove their assignment. Above
 them: how K was chosen (when the run chose it), ACC/NMI/ARI and a confusion matrix when
-labels exist (label-free scores otherwise) and a 2-D UMAP map of the embeddings. Every image
-is inlined as a base64 PNG data URI and a Content-Security-Policy forbids fetching anything,
-so the one file opens offline and can be mailed or archived as it is.
+labels exist (label-free scores otherwise), with labels those scores and the top-5 neighbour
+accuracy against the number of query images, and a 2-D UMAP map of the embeddings. Every
+image is inlined as a base64 PNG data URI and a Content-Security-Policy forbids fetching
+anything, so the one file opens offline and can be mailed or archived as it is.
 """
 
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from semclust.metrics import cluster_cohesion
 from semclust.reporting.gradcam import GradCamExplainer
 from semclust.reporting.k_choice import k_choice_section
 from semclust.reporting.markup import esc, page, table
+from semclust.reporting.query_curves import query_curves_section, scores_by_query_count
 from semclust.reporting.report_data import ReportData, validate
 from semclust.reporting.sections import (
     cluster_section,
@@ -56,6 +58,10 @@ def write_report(
     empty = [c for c in range(num_clusters) if c not in cohesion]
     # Scores and majority classes use the images with a known label, if there are any.
     labelled = None if targets is None or not (targets >= 0).any() else targets >= 0
+
+    curves = data.query_curves
+    if curves is None and labelled is not None:
+        curves = scores_by_query_count(predictions, targets, embeddings, seed=seed)
 
     if explainer is None:
         reason = (no_heatmaps_reason or "no Grad-CAM explainer was given").rstrip(".")
@@ -98,6 +104,7 @@ def write_report(
         "</section>",
         k_choice_section(data.k_choice),
         scores_section(data, predictions, embeddings, targets, labelled, num_clusters, seed),
+        query_curves_section(curves),
         map_section(embeddings, predictions, num_clusters, seed),
         '<section id="clusters"><h2>Clusters, most cohesive first</h2>',
         "<p>Cohesion is the mean cosine similarity of a cluster's embeddings to their "

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from semclust.reporting.k_choice import KChoiceSummary
+from semclust.reporting.query_curves import QueryCurves
 
 
 @dataclass
@@ -20,6 +21,8 @@ class ReportData:
     cluster_names: list[str] | None = None  # optional human names of the K clusters
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) unread
     k_choice: KChoiceSummary | None = None  # how data.num_clusters=auto chose K; None: given
+    # Scores against the number of query images; None: write_report computes them (labels)
+    query_curves: QueryCurves | None = None
 
 
 def validate(data: ReportData) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -46,6 +49,8 @@ def validate(data: ReportData) -> tuple[np.ndarray, np.ndarray, np.ndarray | Non
             "clusters"
         )
     if data.targets is None:
+        if data.query_curves is not None:
+            raise ValueError("query_curves are scores against labels, but there are no targets")
         return probabilities, embeddings, None
     targets = np.asarray(data.targets)
     if targets.shape != (count,):
@@ -59,5 +64,10 @@ def validate(data: ReportData) -> tuple[np.ndarray, np.ndarray, np.ndarray | Non
     if data.class_names is not None and targets.max(initial=-1) >= len(data.class_names):
         raise ValueError(
             f"got {len(data.class_names)} class_names but targets go up to {targets.max()}"
+        )
+    known = int((targets >= 0).sum())
+    if data.query_curves is not None and data.query_curves.sizes[-1] != known:
+        raise ValueError(
+            f"query_curves end at {data.query_curves.sizes[-1]} images but {known} have a label"
         )
     return probabilities, embeddings, targets
