@@ -201,9 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--out", required=True, help="output folder")
     cluster.add_argument("-k", default="auto", help="number of clusters, or auto (default)")
     cluster.add_argument(
-        "--methods", nargs="+", help="subset of kmeans agglomerative gmm dbscan hdbscan"
+        "--methods",
+        nargs="+",
+        help="some of kmeans agglomerative gmm dbscan hdbscan spectral birch (default: all)",
     )
-    cluster.add_argument("--reductions", nargs="+", help="subset of none pca umap")
+    cluster.add_argument(
+        "--reductions",
+        nargs="+",
+        help="some of none pca umap lle spectral_embedding (default: none pca umap)",
+    )
     classic = ClassicSettings()
     cluster.add_argument(
         "--select-by",

@@ -95,6 +95,8 @@ RULES: list[Rule] = [
     # 0 writes last.ckpt after every batch (the crash tests do).
     ("checkpoint_every_minutes", *either(None, NON_NEGATIVE)),
     ("stop_after_minutes", *either(None, NON_NEGATIVE)),
+    ("rotation_invariance.enabled", *BOOL),
+    ("rotation_invariance.angles", *POSITIVE_INT),
     ("data.num_clusters", *either("auto", integer(2))),
     ("data.channels", *either("auto", POSITIVE_INT)),
     ("data.image_size", *either("auto", POSITIVE_INT)),
@@ -120,6 +122,10 @@ RULES: list[Rule] = [
     ("pretext.decoder.upsamplings", *integer(0)),
     ("pretext.download_weights", *BOOL),
     ("pretext.match_preprocessing", *BOOL),
+    *((f"pretext.lock_{tower}", *BOOL) for tower in ("image", "text")),
+    ("pretext.unlocked_image_groups", *integer(0)),
+    ("pretext.unlocked_text_layers", *integer(0)),
+    ("pretext.scheduler.warmup_fraction", *number(0, 1, open_high=True)),
     ("mine.num_neighbors", *POSITIVE_INT),
     ("mine.use_gpu", *either(None, BOOL)),
     ("mine.index", *one_of("exact", "ivf", "ivfpq", "hnsw", "auto")),
@@ -169,6 +175,16 @@ CANDIDATE_OPTIONS: dict[str, Check] = {
     "eps": either("auto", POSITIVE),
     "eps_quantile": number(0, 1, open_low=True),
     "min_cluster_size": either("auto", integer(2)),
+    "assign_labels": one_of("kmeans", "cluster_qr", "discretize"),
+    "threshold": either("auto", POSITIVE),
+    "threshold_quantile": number(0, 1, open_low=True),
+    "branching_factor": integer(2),
+    "max_subclusters": POSITIVE_INT,
+}
+#: Options that allow ``auto`` for just one method or reduction (it knows num_clusters).
+NAMED_OPTIONS: dict[tuple[str, str], Check] = {
+    ("spectral", "n_neighbors"): either("auto", integer(2)),
+    ("spectral_embedding", "n_components"): either("auto", POSITIVE_INT),
 }
 
 
@@ -183,6 +199,14 @@ def check_config(cfg: DictConfig) -> None:
         )
     for path, ok, allowed in RULES:
         _check(path, _lookup(cfg, path), ok, allowed)
+    if _lookup(cfg, "pretext.lock_image") is True and _lookup(
+        cfg, "pretext.unlocked_image_groups"
+    ) in (0, _ABSENT):
+        raise ConfigError(
+            "pretext.lock_image=true freezes the whole image tower, the backbone this pretext "
+            "saves: give pretext.unlocked_image_groups >= 1 to train its last layer groups, "
+            "or pretext.lock_image=false"
+        )
     k_min, k_max = _lookup(cfg, "choose_k.k_min"), _lookup(cfg, "choose_k.k_max")
     if _ABSENT not in (k_min, k_max) and k_max < k_min:
         raise ConfigError(f"choose_k.k_max must be >= choose_k.k_min={k_min}, got {k_max}")
@@ -210,8 +234,9 @@ def _check_candidate(path: str, entry: Any, names: tuple[str, ...], is_method: b
         except ValueError as error:
             raise ConfigError(f"{path}: {error}") from None
     for key, value in options.items():
-        if key in CANDIDATE_OPTIONS:
-            _check(f"{path}.{key}", value, *CANDIDATE_OPTIONS[key])
+        check = NAMED_OPTIONS.get((name, key), CANDIDATE_OPTIONS.get(key))
+        if check is not None:
+            _check(f"{path}.{key}", value, *check)
 
 
 def _lookup(cfg: DictConfig, path: str) -> Any:

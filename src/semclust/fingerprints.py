@@ -72,5 +72,5 @@ def data_fingerprint(data: Mapping[str, Any]) -> str:
 def describe_data(data: Mapping[str, Any]) -> str:
     """A short human description of where a data config's images come from."""
     options = dict(data.get("options") or {})
-    where = options.get("path") or options.get("root")
+    where = options.get("path") or options.get("root") or options.get("csv")
     return f"data.kind={data.get('kind')}" + (f" at {where}" if where else "")

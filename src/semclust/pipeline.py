@@ -24,6 +24,7 @@ from semclust.fingerprints import data_fingerprint, describe_data, digest, outpu
 from semclust.folder_recipe import complete_folder_recipe, settle_scan_neighbors
 from semclust.inference.spec import to_plain
 from semclust.metrics import HEADLINE_SCORES, LABEL_FREE_SCORES
+from semclust.rotation_invariance import apply_rotation_invariance
 from semclust.rundir import MODEL_STAGES, RunDirectory, write_json
 from semclust.runlog import attach_log_file
 from semclust.stages.common import clear_checkpoints, known_num_clusters
@@ -92,6 +93,11 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     for stage in stages:
         if stage.prepare is not None:
             stage.prepare(cfg)
+    rotation = apply_rotation_invariance(cfg)  # after the prepares: it needs the final mean/std
+    if rotation is not None:
+        log.info("%s", rotation["line"])
+        if run.is_writer():
+            run.record("rotation_invariance", rotation)
     data = data_fingerprint(to_plain(cfg.data))
     training_images = recipe["chosen"].get("training_images", 0) if recipe else 0
     ran = False

@@ -118,6 +118,28 @@ def test_classic_on_hog_needs_no_earlier_stage(tiny_config, tmp_path):
     assert 0.3 < summary["acc"] <= 1  # HOG k-means on digits is far above chance (0.1)
 
 
+def test_classic_takes_spectral_birch_and_the_neighbour_embeddings(tiny_config, tmp_path):
+    train(
+        tiny_config(
+            "stages=[classic]",
+            "classic.features=hog",
+            "classic.methods=[{name: spectral, n_neighbors: auto},{name: birch}]",
+            "classic.reductions=[{name: lle},{name: spectral_embedding, n_components: auto}]",
+        )
+    )
+    with open(tmp_path / "run/classic/comparison.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert {(row["method"], row["reduction"]) for row in rows} == {
+        (method, reduction)
+        for method in ("spectral", "birch")
+        for reduction in ("lle", "spectral_embedding")
+    }
+    assert all(row["note"] == "" and row["silhouette"] for row in rows)
+    embedded = next(row for row in rows if row["reduction"] == "spectral_embedding")
+    metrics = _manifest(tmp_path / "run")["stages"]["classic"]["metrics"]
+    assert embedded["reduction_params"] == f"n_components={metrics['clusters_used']}"
+
+
 def test_classic_pretext_features_need_the_mine_stage(tiny_config):
     with pytest.raises(MissingArtifactError, match="run that stage first"):
         train(tiny_config("stages=[classic]"))

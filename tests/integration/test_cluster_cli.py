@@ -59,11 +59,26 @@ def test_cluster_reads_a_run_directory_and_scores_with_its_labels(tmp_path):
     assert best["acc"] == 1.0
 
 
+def test_cluster_takes_methods_and_reductions_outside_the_defaults(prediction_folder, tmp_path):
+    folder, targets = prediction_folder
+    out = tmp_path / "graph"
+    arguments = ["cluster", str(folder / "embeddings.npy"), "--out", str(out), "-k", "4"]
+    methods = ["--methods", "spectral", "birch", "kmeans"]
+    assert main([*arguments, *methods, "--reductions", "lle", "spectral_embedding"]) == 0
+    rows = json.loads((out / "comparison.json").read_text())["rows"]
+    assert {row["reduction"] for row in rows} == {"lle", "spectral_embedding"}
+    assert {row["method"] for row in rows} == {"spectral", "birch", "kmeans"}
+    spectral = next(row for row in rows if row["method"] == "spectral")
+    assert "n_neighbors=5" in spectral["params"] and spectral["note"] is None  # auto: 120/4/10
+    embedded = next(row for row in rows if row["reduction"] == "spectral_embedding")
+    assert embedded["reduction_params"] == "n_components=4"
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         (["-k", "many"], "-k must be a number or auto"),
-        (["--methods", "kmeans", "spectral"], "unknown methods ['spectral']"),
+        (["--methods", "kmeans", "optics"], "unknown methods ['optics']"),
         (["--reductions", "tsne"], "unknown reductions ['tsne']"),
     ],
 )

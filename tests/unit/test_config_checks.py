@@ -27,6 +27,8 @@ def test_every_experiment_passes(compose_config, experiment):
         [],
         ["pretext=autoencoder"],
         ["pretext=pretrained", "backbone=clip"],
+        ["pretext=clip_captions", "backbone=clip", "pretext.lock_text=true"],
+        ["pretext=clip_captions", "pretext.lock_image=true", "pretext.unlocked_image_groups=2"],
         ["data=folder", "data.path=/x", "data.num_clusters=auto"],
         [
             "++overwrite=true",
@@ -36,6 +38,11 @@ def test_every_experiment_passes(compose_config, experiment):
             "seed=7",
         ],
         ["stages=[classic]", "classic.features=hog", "choose_k.criterion=elbow"],
+        [
+            "classic.methods=[{name:spectral,n_neighbors:auto},{name:birch,threshold:auto}]",
+            "classic.reductions=[{name:lle,n_neighbors:5},{name:spectral_embedding,"
+            "n_components:auto}]",
+        ],
         ["trainer=gpu", "logger=none", "mine.use_gpu=true", "scan.augmentation=weak"],
     ],
 )
@@ -85,7 +92,10 @@ def test_valid_variants_pass(compose_config, overrides):
         ("classic.select_by=accuracy", "classic.select_by"),
         ("classic.features=labels", "classic.features"),
         ("classic.methods=[{name:kmeans,n_init:0}]", "classic.methods[0].n_init"),
-        ("classic.methods=[{name:spectral}]", "classic.methods[0].name"),
+        ("classic.methods=[{name:optics}]", "classic.methods[0].name"),
+        ("classic.methods=[{name:spectral,n_neighbors:1}]", "classic.methods[0].n_neighbors"),
+        ("classic.methods=[{name:birch,threshold:0}]", "classic.methods[0].threshold"),
+        ("classic.reductions=[{name:lle,n_neighbors:auto}]", "classic.reductions[0].n_neighbors"),
         ("classic.methods=[{name:dbscan,eps:-1}]", "classic.methods[0].eps"),
         ("classic.methods=[{name:kmeans,linkage:ward}]", "classic.methods[0]"),
         ("classic.reductions=[{name:pca,n_components:0}]", "classic.reductions[0].n_components"),
@@ -113,6 +123,26 @@ def test_k_max_below_k_min(compose_config):
     cfg = compose_config("train", ["choose_k.k_min=5", "choose_k.k_max=3"])
     with pytest.raises(ConfigError, match=r"^choose_k\.k_max must be >= choose_k\.k_min=5, got 3$"):
         check_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("override", "option"),
+    [
+        ("pretext.lock_text=yes", "pretext.lock_text"),
+        ("pretext.unlocked_text_layers=-1", "pretext.unlocked_text_layers"),
+        ("pretext.scheduler.warmup_fraction=1.0", "pretext.scheduler.warmup_fraction"),
+        ("pretext.augmentation=heavy", "pretext.augmentation"),
+        ("pretext.lock_image=true", "pretext.lock_image"),
+    ],
+)
+def test_clip_captions_options_are_checked(compose_config, override, option):
+    cfg = compose_config("train", ["pretext=clip_captions", "backbone=clip", override])
+    with pytest.raises(ConfigError) as caught:
+        check_config(cfg)
+    message = str(caught.value)
+    assert message.startswith(option) and "\n" not in message
+    if option == "pretext.lock_image":  # all of the tower the pretext saves would be frozen
+        assert "pretext.unlocked_image_groups" in message
 
 
 def test_pretrained_pretext_has_no_epochs_to_check(compose_config):

@@ -67,6 +67,7 @@ def test_backbone_shorthand_names_a_timm_model(compose_config):
         ("simclr", "small_cnn", True),
         ("autoencoder", "small_cnn", True),
         ("pretrained", "clip", False),
+        ("clip_captions", "clip", False),
     ],
 )
 def test_every_pretext_composes_and_sets_whether_scan_fine_tunes(

@@ -129,6 +129,22 @@ def test_open_clip_image_encoder_returns_its_embedding(in_channels: int):
     assert features_of(backbone, torch.randn(2, in_channels, 64, 64)).shape == (2, 384)
 
 
+def test_open_clip_backbone_around_a_whole_model_shares_its_image_tower():
+    from semclust.models.backbones import OpenClipBackbone, create_open_clip
+
+    clip = create_open_clip("ViT-S-32", image_size=64).eval()
+    backbone = OpenClipBackbone.around(clip, in_channels=1)
+    assert backbone.visual is clip.visual and backbone.feature_dim == 384
+    images = torch.randn(2, 1, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(
+            backbone(images), clip.encode_image(images.expand(-1, 3, -1, -1))
+        )
+    # Saved, it loads into the backbone that its spec builds.
+    built = build_backbone("open_clip", model_name="ViT-S-32", in_channels=1, image_size=64)
+    built.load_state_dict(backbone.state_dict())
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

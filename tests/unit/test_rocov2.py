@@ -110,6 +110,23 @@ def test_duplicate_ids_are_reported(tmp_path: Path):
     assert len(caught) == 1
 
 
+def test_an_empty_caption_leaves_its_image_out(tmp_path: Path):
+    write_split(tmp_path, "train", ["000001", "000002"], ["000001"])
+    write_captions(
+        tmp_path / "train_captions.csv",
+        [(image_id("train", "000001"), "CT scan"), (image_id("train", "000002"), "  ")],
+    )
+    with pytest.warns(SkippedImagesWarning):
+        dataset = ROCOv2Dataset("train", root=str(tmp_path))
+    assert dataset.ids == [image_id("train", "000001")]
+    assert dataset.skipped == [
+        (
+            str(tmp_path / "train" / f"{image_id('train', '000002')}.jpg"),
+            "empty caption in train_captions.csv",
+        )
+    ]
+
+
 def test_layout_errors_name_the_path(tmp_path: Path):
     with pytest.raises(
         FileNotFoundError, match=f"{re.escape(str(tmp_path / 'train'))} does not exist"

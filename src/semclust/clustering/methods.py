@@ -1,4 +1,5 @@
-"""The classic clustering methods: k-means, agglomerative, Gaussian mixture, DBSCAN, HDBSCAN.
+"""The classic clustering methods: k-means, agglomerative, Gaussian mixture, DBSCAN, HDBSCAN,
+spectral clustering and BIRCH.
 
 Each takes an ``(N, D)`` matrix and a number of clusters and gives one label per row; the
 density methods label noise -1, and :func:`assign_noise` turns their labels into a full
@@ -9,14 +10,22 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import DBSCAN, HDBSCAN, AgglomerativeClustering, KMeans
+from sklearn.cluster import (
+    DBSCAN,
+    HDBSCAN,
+    AgglomerativeClustering,
+    Birch,
+    KMeans,
+    SpectralClustering,
+)
 from sklearn.metrics import pairwise_distances_argmin
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 
 from semclust.clustering.features import check_choice, check_features
+from semclust.clustering.neighbor_graph import connected_knn_graph, resolve_neighbors
 
-METHODS = ("kmeans", "agglomerative", "dbscan", "gmm", "hdbscan")
+METHODS = ("kmeans", "agglomerative", "dbscan", "gmm", "hdbscan", "spectral", "birch")
 #: The parameters each method accepts; anything else is a typo and raises.
 METHOD_PARAMS = {
     "kmeans": ("n_init",),
@@ -24,11 +33,19 @@ METHOD_PARAMS = {
     "gmm": ("covariance_type", "n_init", "max_iter", "reg_covar"),
     "dbscan": ("eps", "min_samples", "eps_quantile"),
     "hdbscan": ("min_cluster_size", "min_samples"),
+    "spectral": ("n_neighbors", "assign_labels", "eigen_solver"),
+    "birch": ("threshold", "threshold_quantile", "branching_factor", "max_subclusters"),
 }
+#: How spectral clustering turns its embedding into labels (sklearn's ``assign_labels``).
+ASSIGN_LABELS = ("kmeans", "cluster_qr", "discretize")
+#: Eigen solvers of spectral clustering without pyamg (sklearn's ``eigen_solver``).
+EIGEN_SOLVERS = ("lobpcg", "arpack", "amg")
 # DBSCAN's auto eps looks at the k-distance of at most this many seeded query points: the
 # quantile of a few thousand distances is as good as that of all of them, and it keeps the
 # neighbour search at O(sample * N) instead of O(N²).
 _EPS_SAMPLE_SIZE = 2_000
+#: Halvings or doublings of BIRCH's threshold before it gives up.
+_BIRCH_ADJUSTMENTS = 20
 
 
 def check_num_clusters(num_clusters: Any, num_samples: int) -> int:
@@ -66,6 +83,20 @@ def cluster_labels(
     - ``hdbscan``: ``min_cluster_size`` ("auto": max(5, N // (4 * num_clusters)), a quarter of
       a cluster's size if the clusters were balanced) and ``min_samples`` (None: the same).
 
+    - ``spectral``: spectral clustering of the symmetric kNN graph (see
+      :func:`~semclust.clustering.neighbor_graph.connected_knn_graph`; components are joined),
+      ``n_neighbors`` ("auto": round(N / num_clusters / 10) within [5, 20]),
+      ``assign_labels`` ("kmeans", or "cluster_qr", "discretize") and ``eigen_solver``
+      ("lobpcg", or "arpack", "amg" with pyamg; lobpcg gave arpack's labels on the digits,
+      COIL-20 and MNIST in 0.7 s instead of 10 s at 10k rows, 0.6 s instead of 0.2 s on
+      COIL-20's 1,440).
+    - ``birch``: a BIRCH tree of subclusters of radius at most ``threshold``, whose centroids
+      Ward's linkage merges into ``num_clusters`` clusters; ``threshold`` ("auto": half the
+      ``threshold_quantile`` (0.5) of the nearest-neighbour distances, see
+      :func:`auto_birch_threshold`), ``branching_factor`` (50). The threshold is halved until
+      there are at least ``num_clusters`` subclusters and doubled while there are more than
+      ``max_subclusters`` (20,000), whose Ward merge would need their N² distances.
+
     The density methods label noise -1 and use ``num_clusters`` only in their auto heuristics.
     """
     labels, _ = fit_labels(name, check_features(features), num_clusters, seed, params)
@@ -88,6 +119,22 @@ def auto_dbscan_eps(features: np.ndarray, min_samples: int, quantile: float, see
     )
     # Duplicated points give a distance of 0, and DBSCAN needs eps > 0.
     return max(float(np.quantile(distances[:, -1], quantile)), 1e-12)
+
+
+def auto_birch_threshold(features: np.ndarray, quantile: float, seed: int) -> float:
+    """BIRCH's threshold: half the ``quantile`` of each point's distance to its nearest
+    other point (on a seeded sample of at most 2,000 query points).
+
+    Two points make a subcluster of radius half their distance, so with ``quantile=0.5`` about
+    the closer half of the nearest-neighbour pairs may share a subcluster, whatever the scale
+    of the features (sklearn's fixed 0.5 puts L2-normalised features into a handful of
+    subclusters: 13 on the digits).
+    """
+    rng = np.random.default_rng(seed)
+    num_samples = len(features)
+    queries = rng.choice(num_samples, size=min(num_samples, _EPS_SAMPLE_SIZE), replace=False)
+    distances, _ = NearestNeighbors(n_neighbors=2).fit(features).kneighbors(features[queries])
+    return max(float(np.quantile(distances[:, -1], quantile)) / 2, 1e-12)
 
 
 def fit_labels(
@@ -136,6 +183,10 @@ def fit_labels(
         elif isinstance(eps, bool) or not isinstance(eps, int | float) or eps <= 0:
             raise ValueError(f"eps must be 'auto' or a positive number, got {eps!r}")
         model = DBSCAN(eps=float(eps), min_samples=min_samples)
+    elif name == "spectral":
+        return _spectral_labels(features, num_clusters, seed, params)
+    elif name == "birch":
+        return _birch_labels(features, num_clusters, seed, params)
     else:
         min_cluster_size = params.get("min_cluster_size", "auto")
         if min_cluster_size == "auto":
@@ -147,6 +198,88 @@ def fit_labels(
         # copy=True: HDBSCAN may otherwise overwrite the caller's array in place.
         model = HDBSCAN(copy=True, **used)
     return np.asarray(model.fit_predict(features), dtype=np.int64), used
+
+
+def _spectral_labels(
+    features: np.ndarray, num_clusters: int, seed: int, params: Mapping[str, Any]
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Spectral clustering of the connected kNN graph (see :func:`cluster_labels`)."""
+    num_samples = len(features)
+    n_neighbors = resolve_neighbors(params.get("n_neighbors", "auto"), num_samples, num_clusters)
+    used: dict[str, Any] = {
+        "n_neighbors": n_neighbors,
+        "assign_labels": check_choice(
+            params.get("assign_labels", "kmeans"), ASSIGN_LABELS, "assign_labels"
+        ),
+        "eigen_solver": check_choice(
+            params.get("eigen_solver", "lobpcg"), EIGEN_SOLVERS, "eigen_solver"
+        ),
+    }
+    graph, components = connected_knn_graph(features, n_neighbors)
+    if components > 1:
+        used["components_joined"] = components
+    model = SpectralClustering(
+        num_clusters,
+        affinity="precomputed",
+        random_state=seed,
+        **{key: used[key] for key in ("assign_labels", "eigen_solver")},
+    )
+    return np.asarray(model.fit_predict(graph), dtype=np.int64), used
+
+
+def _birch_labels(
+    features: np.ndarray, num_clusters: int, seed: int, params: Mapping[str, Any]
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """BIRCH with its threshold adjusted to give num_clusters to max_subclusters subclusters
+    (see :func:`cluster_labels`)."""
+    threshold = params.get("threshold", "auto")
+    used: dict[str, Any] = {}
+    if threshold == "auto":
+        quantile = float(params.get("threshold_quantile", 0.5))
+        if not 0 < quantile <= 1:
+            raise ValueError(f"threshold_quantile must be in (0, 1], got {quantile}")
+        threshold = auto_birch_threshold(features, quantile, seed)
+        used["threshold_auto_quantile"] = quantile
+    elif isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold <= 0:
+        raise ValueError(f"threshold must be 'auto' or a positive number, got {threshold!r}")
+    branching_factor = params.get("branching_factor", 50)
+    if not isinstance(branching_factor, int) or isinstance(branching_factor, bool):
+        raise ValueError(f"branching_factor must be an integer >= 2, got {branching_factor!r}")
+    if branching_factor < 2:
+        raise ValueError(f"branching_factor must be an integer >= 2, got {branching_factor}")
+    max_subclusters = params.get("max_subclusters", 20_000)
+    if not isinstance(max_subclusters, int) or max_subclusters < num_clusters:
+        raise ValueError(
+            f"max_subclusters must be an integer >= num_clusters={num_clusters}, "
+            f"got {max_subclusters!r}"
+        )
+    # The tree alone first (n_clusters=None); the Ward merge of its subclusters runs once their
+    # count is right. Refitting the tree is cheap next to that merge.
+    threshold = float(threshold)
+    for _ in range(_BIRCH_ADJUSTMENTS):
+        model = Birch(
+            threshold=threshold,
+            branching_factor=branching_factor,
+            n_clusters=None,
+            compute_labels=False,
+        ).fit(features)
+        subclusters = len(model.subcluster_centers_)
+        if num_clusters <= subclusters <= max_subclusters:
+            break
+        threshold = threshold / 2 if subclusters < num_clusters else threshold * 2
+    else:
+        raise ValueError(
+            f"BIRCH found {subclusters} subclusters at threshold {model.threshold:.4g}, outside "
+            f"[num_clusters, max_subclusters] = [{num_clusters}, {max_subclusters}]"
+        )
+    model.set_params(n_clusters=num_clusters).partial_fit()
+    used = {
+        "threshold": threshold,
+        **used,
+        "branching_factor": branching_factor,
+        "subclusters": subclusters,
+    }
+    return np.asarray(model.predict(features), dtype=np.int64), used
 
 
 def assign_noise(space: np.ndarray, labels: np.ndarray) -> np.ndarray:

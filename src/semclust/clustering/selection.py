@@ -1,9 +1,10 @@
 """The label-free choice among classic clustering candidates.
 
-Each candidate is one reduction (none, PCA or UMAP) followed by one method (k-means,
-agglomerative, Gaussian mixture, DBSCAN or HDBSCAN); :func:`compare_methods` runs them all on
-the L2-normalised features and keeps the one that the label-free scores prefer. Labels, where
-given, only add ACC/NMI/ARI to the table; they never take part in the choice.
+Each candidate is one reduction (none, PCA, UMAP, LLE or spectral embedding) followed by one
+method (k-means, agglomerative, Gaussian mixture, DBSCAN, HDBSCAN, spectral clustering or
+BIRCH); :func:`compare_methods` runs them all on the L2-normalised features and keeps the one
+that the label-free scores prefer. Labels, where given, only add ACC/NMI/ARI to the table;
+they never take part in the choice.
 """
 
 from collections.abc import Mapping, Sequence
@@ -144,7 +145,10 @@ def compare_methods(
     for reduction, options in reduction_specs:
         start = perf_counter()
         try:
-            space, reduction_error = reduce_features(normalized, reduction, seed, **options), None
+            space = reduce_features(
+                normalized, reduction, seed, num_clusters=num_clusters, **options
+            )
+            reduction_error = None
         except Exception as error:  # reported on each of its candidates' rows
             space, reduction_error = None, f"{reduction} failed: {type(error).__name__}: {error}"
         reduction_time = perf_counter() - start

@@ -17,9 +17,9 @@ DEFAULT_REDUCTIONS: tuple[dict[str, Any], ...] = (
     {"name": "pca", "n_components": 50},
     {"name": "umap", "n_components": 10, "n_neighbors": 15, "min_dist": 0.0},
 )
-#: The methods compared by default. k-means and agglomerative make ``num_clusters`` clusters;
-#: the density methods find their own number, and their noise points join the nearest
-#: cluster centroid.
+#: The methods compared by default. k-means, agglomerative, GMM, spectral and BIRCH make
+#: ``num_clusters`` clusters; the density methods find their own number, and their noise
+#: points join the nearest cluster centroid.
 DEFAULT_METHODS: tuple[dict[str, Any], ...] = (
     {"name": "kmeans"},
     # Ward's merge tree needs all N² distances: skipped (noted in the table) above max_samples.
@@ -33,6 +33,19 @@ DEFAULT_METHODS: tuple[dict[str, Any], ...] = (
     # min_samples 5 (sklearn's default equals min_cluster_size) leaves less of the data as
     # noise.
     {"name": "hdbscan", "min_cluster_size": "auto", "min_samples": 5},
+    # n_neighbors auto: round(N / num_clusters / 10) within [5, 20]. assign_labels kmeans:
+    # on the digits at least as good as cluster_qr at every neighbour count from 5 to 60
+    # (0.81 vs 0.79 ACC at the auto 18). eigen_solver lobpcg: arpack's labels, 0.7 s instead
+    # of 10 s on 10k x 128 features.
+    {
+        "name": "spectral",
+        "n_neighbors": "auto",
+        "assign_labels": "kmeans",
+        "eigen_solver": "lobpcg",
+    },
+    # threshold auto: half the threshold_quantile of the nearest-neighbour distances, so the
+    # closer half of the nearest pairs may share a subcluster; Ward then merges the subclusters.
+    {"name": "birch", "threshold": "auto", "threshold_quantile": 0.5, "branching_factor": 50},
 )
 
 

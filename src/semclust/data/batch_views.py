@@ -30,7 +30,8 @@ import torch
 from semclust.data import batch_ops as ops
 from semclust.data.batch_randaugment import rand_augment
 from semclust.data.sample_streams import Draws, SampleStreams
-from semclust.data.transforms import ViewTransforms, recipe_arguments, recipe_builder
+from semclust.data.transforms import ViewTransforms, black, recipe_arguments, recipe_builder
+from semclust.models.rotation import rotate
 
 
 class BatchTransform(Protocol):
@@ -245,11 +246,40 @@ def small_grayscale(
 _RECIPES = {"natural": natural_images, "small_grayscale": small_grayscale}
 
 
+@dataclass(frozen=True)
+class TurnedView:
+    """A training view, then a turn of each sample by an angle drawn uniformly from the full
+    circle (per-image twin: :class:`~semclust.data.transforms.RandomTurn`)."""
+
+    view: BatchTransform
+    fill: tuple[float, ...]
+
+    def __call__(self, images: torch.Tensor, generator: Draws) -> torch.Tensor:
+        views = self.view(images, generator)
+        angles = ops.uniform(generator, (len(views),), -math.pi, math.pi)
+        return rotate(views, angles, self.fill)
+
+
 def build_batch_transforms(
-    recipe: str, image_size: int, mean: Sequence[float], std: Sequence[float], **options: float
+    recipe: str,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    rotation_invariant: bool = False,
+    **options: float,
 ) -> ViewTransforms:
-    """The four batch views of a named recipe (``natural`` or ``small_grayscale``)."""
-    return recipe_builder(_RECIPES, recipe)(image_size, mean, std, **options)
+    """The four batch views of a named recipe (``natural`` or ``small_grayscale``);
+    ``rotation_invariant`` turns every training view by a random angle."""
+    views = recipe_builder(_RECIPES, recipe)(image_size, mean, std, **options)
+    if not rotation_invariant:
+        return views
+    fill = tuple(black(mean, std))
+    return ViewTransforms(
+        pretext=TurnedView(views.pretext, fill),
+        weak=TurnedView(views.weak, fill),
+        strong=TurnedView(views.strong, fill),
+        eval=views.eval,
+    )
 
 
 def batch_view_transforms(data_cfg: Mapping) -> ViewTransforms:

@@ -107,6 +107,7 @@ _DATASETS: dict[str, Callable[..., ImageDataset]] = {
     "cifar20": _imported_when_built("semclust.data.torchvision_sets", "CIFAR20Dataset"),
     "stl10": _imported_when_built("semclust.data.torchvision_sets", "STL10Dataset"),
     "rocov2": _imported_when_built("semclust.data.rocov2", "ROCOv2Dataset"),
+    "captions": _imported_when_built("semclust.data.captions", "CaptionsDataset"),
 }
 
 

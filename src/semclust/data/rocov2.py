@@ -42,8 +42,8 @@ class ROCOv2Dataset(ImageFileDataset):
     to image ``index``. ROCOv2 has no class labels (``targets`` is ``None``).
 
     Left out, listed in ``skipped`` and named in one warning (as in ``FolderDataset``): IDs
-    in the CSV without an image file, image files without a caption, a second file with an
-    ID already seen, and files that do not decode.
+    in the CSV without an image file, image files without a caption (or with an empty one),
+    a second file with an ID already seen, and files that do not decode.
 
     Args:
         split: ``train``, ``valid`` or ``test``.
@@ -72,15 +72,19 @@ class ROCOv2Dataset(ImageFileDataset):
         files, unlistable = find_image_files(image_dir)
         self.skipped += unlistable
         by_id: dict[str, Path] = {}
+        uncaptioned: set[str] = set()  # listed with an empty caption: no pair to learn from
         for file in files:
             if file.stem in by_id:
                 self.skipped.append((str(file), f"another file has the ID {file.stem}"))
             elif file.stem not in captions:
                 self.skipped.append((str(file), f"no caption in {csv_path.name}"))
+            elif not captions[file.stem].strip():
+                self.skipped.append((str(file), f"empty caption in {csv_path.name}"))
+                uncaptioned.add(file.stem)
             else:
                 by_id[file.stem] = file
         for image_id in captions:
-            if image_id not in by_id:
+            if image_id not in by_id and image_id not in uncaptioned:
                 self.skipped.append(
                     (str(image_dir / image_id), f"listed in {csv_path.name} but no image file")
                 )

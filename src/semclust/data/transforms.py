@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
+from semclust.models.rotation import rotate
+
 
 @dataclass(frozen=True)
 class ViewTransforms:
@@ -225,11 +227,48 @@ def small_grayscale(
 _RECIPES = {"natural": natural_images, "small_grayscale": small_grayscale}
 
 
+class RandomTurn(torch.nn.Module):
+    """Turn a normalised ``(C, H, W)`` view by an angle drawn uniformly from the full circle;
+    corners take ``fill``, the normalised value of black."""
+
+    def __init__(self, fill: Sequence[float]) -> None:
+        super().__init__()
+        self.fill = [float(value) for value in fill]
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        angle = (2 * torch.rand(1, dtype=torch.float64) - 1) * math.pi
+        return rotate(image.unsqueeze(0), angle, self.fill)[0]
+
+
+def black(mean: Sequence[float], std: Sequence[float]) -> list[float]:
+    """The normalised value of a black pixel, per channel."""
+    return [-m / s for m, s in zip(mean, std, strict=True)]
+
+
+def turned_at_random(views: ViewTransforms, fill: Sequence[float]) -> ViewTransforms:
+    """``views`` whose training views (pretext, weak, strong) end with a turn by a random
+    angle: ``data.augment.rotation_invariant``. The eval view stays upright."""
+    turn = RandomTurn(fill)
+    return ViewTransforms(
+        pretext=v2.Compose([views.pretext, turn]),
+        weak=v2.Compose([views.weak, turn]),
+        strong=v2.Compose([views.strong, turn]),
+        eval=views.eval,
+    )
+
+
 def build_transforms(
-    recipe: str, image_size: int, mean: Sequence[float], std: Sequence[float], **options: float
+    recipe: str,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    rotation_invariant: bool = False,
+    **options: float,
 ) -> ViewTransforms:
-    """The four views of a named recipe (``natural`` or ``small_grayscale``)."""
-    return recipe_builder(_RECIPES, recipe)(image_size, mean, std, **options)
+    """The four views of a named recipe (``natural`` or ``small_grayscale``);
+    ``rotation_invariant`` turns every training view by a random angle."""
+    views = recipe_builder(_RECIPES, recipe)(image_size, mean, std, **options)
+    return turned_at_random(views, black(mean, std)) if rotation_invariant else views
 
 
 def recipe_builder(recipes: Mapping[str, Callable], recipe: str) -> Callable:

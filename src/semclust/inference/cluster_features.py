@@ -8,6 +8,7 @@ image of each row) or a run directory's mined validation features. The defaults 
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,10 +36,11 @@ def cluster_feature_file(
     """The default comparison on a saved feature matrix, written to ``out_dir``.
 
     ``features_path`` is an ``(N, D)`` ``.npy`` file or a run directory (its mine stage's
-    validation features and targets). ``methods`` and ``reductions`` pick among the default
-    ones by name. ``num_clusters="auto"`` sweeps K first (see
-    :mod:`semclust.clustering.choose_k`). Next to ``embeddings.npy`` of ``semclust predict``,
-    the pick's clusters are also written per image path (``assignments.csv``).
+    validation features and targets). ``methods`` and ``reductions`` pick by name (with the
+    default settings; one outside the defaults, e.g. ``lle``, with its own).
+    ``num_clusters="auto"`` sweeps K first (see :mod:`semclust.clustering.choose_k`). Next to
+    ``embeddings.npy`` of ``semclust predict``, the pick's clusters are also written per image
+    path (``assignments.csv``).
     """
     classic, sweep = ClassicSettings(), ChooseKSettings()
     source = Path(features_path)
@@ -53,16 +55,8 @@ def cluster_feature_file(
     labels = np.load(labels_path) if labels_path and labels_path.is_file() else None
     if labels is not None and len(labels) != len(features):
         raise ValueError(f"{labels_path} holds {len(labels)} targets for {len(features)} rows")
-    chosen = [m for m in classic.methods if methods is None or m["name"] in methods]
-    unknown = set(methods or ()) - set(METHODS)
-    if unknown or not chosen:
-        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
-    spaces = [r for r in classic.reductions if reductions is None or r["name"] in reductions]
-    unknown = set(reductions or ()) - set(REDUCTIONS)
-    if unknown or not spaces:
-        raise ValueError(
-            f"unknown reductions {sorted(unknown)}; choose from {', '.join(REDUCTIONS)}"
-        )
+    chosen = _candidates(methods, classic.methods, METHODS, "methods")
+    spaces = _candidates(reductions, classic.reductions, REDUCTIONS, "reductions")
     if str(num_clusters) != "auto":
         try:
             num_clusters = int(num_clusters)
@@ -97,6 +91,23 @@ def cluster_feature_file(
     outputs.update(_write_assignments(source, comparison, out_dir, len(features)))
     print(format_comparison(comparison))
     return comparison, outputs
+
+
+def _candidates(
+    names: Sequence[str] | None,
+    defaults: Sequence[dict[str, Any]],
+    known: Sequence[str],
+    what: str,
+) -> list[dict[str, Any]]:
+    """The default entries (``None``: all of them), or those named, in the order given; a
+    known name without a default entry (e.g. ``lle``) comes with its own defaults."""
+    if names is None:
+        return [dict(entry) for entry in defaults]
+    unknown = sorted(set(names) - set(known))
+    if unknown or not names:
+        raise ValueError(f"unknown {what} {unknown}; choose from {', '.join(known)}")
+    by_name = {entry["name"]: entry for entry in defaults}
+    return [dict(by_name.get(name, {"name": name})) for name in dict.fromkeys(names)]
 
 
 def _write_assignments(

@@ -10,6 +10,8 @@ import torch
 import torchvision
 from torch import nn
 
+from semclust.models.rotation import RotationPooledBackbone
+
 
 class SmallCNN(nn.Module):
     """Five 3x3 conv layers, then a linear layer over a ``spatial x spatial`` grid.
@@ -126,6 +128,27 @@ class TimmBackbone(nn.Module):
         return self.model(images)
 
 
+def create_open_clip(
+    model_name: str, pretrained: str | None = None, image_size: int | None = None
+) -> nn.Module:
+    """A whole open_clip model (image and text towers), as :class:`OpenClipBackbone` builds
+    it: ``pretrained`` weights (downloaded on first use) or random ones, ``image_size`` for
+    another input size than the model's own."""
+    import open_clip
+
+    if model_name not in open_clip.list_models():
+        raise ValueError(
+            f"unknown open_clip model {model_name!r}; open_clip.list_models() lists them"
+        )
+    extra = {"force_image_size": image_size} if image_size else {}
+    return open_clip.create_model(model_name, pretrained=pretrained, **extra)
+
+
+def _check_clip_channels(in_channels: int) -> None:
+    if in_channels not in (1, 3):
+        raise ValueError(f"CLIP encoders read 1 or 3 channels, got in_channels={in_channels}")
+
+
 class OpenClipBackbone(nn.Module):
     """The image encoder of an open_clip model (CLIP, SigLIP, ...): its embedding is the feature.
 
@@ -143,19 +166,23 @@ class OpenClipBackbone(nn.Module):
         image_size: int | None = None,
     ) -> None:
         super().__init__()
-        import open_clip
-
-        if model_name not in open_clip.list_models():
-            raise ValueError(
-                f"unknown open_clip model {model_name!r}; open_clip.list_models() lists them"
-            )
-        if in_channels not in (1, 3):
-            raise ValueError(f"CLIP encoders read 1 or 3 channels, got in_channels={in_channels}")
-        extra = {"force_image_size": image_size} if image_size else {}
-        model = open_clip.create_model(model_name, pretrained=pretrained, **extra)
+        _check_clip_channels(in_channels)
+        model = create_open_clip(model_name, pretrained, image_size)
         self.visual = model.visual  # the text tower is not needed
         self.in_channels = in_channels
         self.feature_dim = int(self.visual.output_dim)
+
+    @classmethod
+    def around(cls, model: nn.Module, in_channels: int = 3) -> "OpenClipBackbone":
+        """The image tower of an open_clip ``model`` built elsewhere, shared, not copied (a
+        CLIP fine-tuned on captions trains it; this backbone is what is saved of it)."""
+        _check_clip_channels(in_channels)
+        backbone = cls.__new__(cls)
+        nn.Module.__init__(backbone)
+        backbone.visual = model.visual
+        backbone.in_channels = in_channels
+        backbone.feature_dim = int(model.visual.output_dim)
+        return backbone
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.in_channels == 1:
@@ -219,9 +246,26 @@ def native_preprocessing(spec: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def build_backbone(name: str, **kwargs: Any) -> nn.Module:
+def build_backbone(
+    name: str, rotation_pooling: dict[str, Any] | None = None, **kwargs: Any
+) -> nn.Module:
     """Build a backbone by name: ``small_cnn``, ``resnet18_cifar``, ``torchvision``, ``timm``,
-    ``open_clip``."""
+    ``open_clip``.
+
+    ``rotation_pooling`` (``{"angles": n, "fill": [...]}``, set by ``rotation_invariance``)
+    wraps it so that its evaluation features are the mean over n turns of the image
+    (:class:`~semclust.models.rotation.RotationPooledBackbone`).
+    """
     if name not in _BUILDERS:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(_BUILDERS)}")
-    return _BUILDERS[name](**kwargs)
+    backbone = _BUILDERS[name](**kwargs)
+    if rotation_pooling is None:
+        return backbone
+    unknown = sorted(set(rotation_pooling) - {"angles", "fill"})
+    if unknown or "fill" not in rotation_pooling:
+        raise ValueError(
+            f"backbone.rotation_pooling takes angles and fill, got {sorted(rotation_pooling)}"
+        )
+    return RotationPooledBackbone(
+        backbone, rotation_pooling.get("angles", 8), rotation_pooling["fill"]
+    )

@@ -1,5 +1,6 @@
-"""Stage 5, classic: k-means, agglomerative, GMM, DBSCAN and HDBSCAN (after no reduction,
-PCA or UMAP) on one kind of features, the best chosen without labels.
+"""Stage 5, classic: k-means, agglomerative, GMM, DBSCAN, HDBSCAN, spectral clustering and
+BIRCH (after no reduction, PCA or UMAP, or LLE or a spectral embedding) on one kind of
+features, the best chosen without labels.
 
 ``classic.features``: ``pretext`` (the mine stage's features of the validation images:
 SimCLR, autoencoder or pretrained), ``pixels`` or ``hog`` (of the validation images). It runs

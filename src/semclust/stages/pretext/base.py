@@ -29,6 +29,12 @@ def save_backbone(run: RunDirectory, backbone: torch.nn.Module, spec: dict) -> d
     return outputs
 
 
+def training_split_key(cfg: DictConfig) -> str:
+    """The split a pretext learns from: STL-10 style, a larger (unlabeled) ``pretext`` split
+    where the data config names one, else ``train``."""
+    return "pretext" if cfg.data.get("pretext_split") else "train"
+
+
 class Pretext:
     """A way to get the backbone. ``pretext._target_`` names the subclass."""
 
@@ -53,12 +59,23 @@ class TrainedPretext(Pretext):
         raise NotImplementedError
 
     def run(self, cfg: DictConfig, run: RunDirectory) -> StageResult:
-        # STL-10 style: the pretext may learn from a larger (unlabeled) split.
-        split_key = "pretext" if cfg.data.get("pretext_split") else "train"
-        train_set = dataset_split(cfg, run, split_key)
-        val_set = dataset_split(cfg, run, "val")
+        train_set = dataset_split(cfg, run, training_split_key(cfg))
         backbone = hydra.utils.instantiate(cfg.backbone)
         module, train_views = self.build(cfg, backbone)
+        return self.train_and_save(cfg, run, train_set, backbone, module, train_views)
+
+    def train_and_save(
+        self,
+        cfg: DictConfig,
+        run: RunDirectory,
+        train_set: Any,
+        backbone: torch.nn.Module,
+        module: pl.LightningModule,
+        train_views: dict[str, str],
+    ) -> StageResult:
+        """Train ``module`` on ``train_set`` (resumably), scoring k-means on the validation
+        features, and save ``backbone`` (which ``module`` trains) as the run's backbone."""
+        val_set = dataset_split(cfg, run, "val")
         evaluation = ClusterEvaluation(known_num_clusters(cfg), cfg.seed)
         trainer, _ = build_trainer(
             cfg,

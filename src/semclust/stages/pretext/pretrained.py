@@ -40,6 +40,27 @@ def pretrained_backbone_arguments(cfg: DictConfig) -> dict[str, Any]:
     return {**spec, "pretrained": configured["pretrained"]}
 
 
+def match_native_preprocessing(cfg: DictConfig, spec: dict[str, Any], pretext: str) -> None:
+    """Set ``cfg.data``'s image size, mean and std to those the weights of the backbone
+    ``spec`` expect (nothing for a backbone without pretrained weights)."""
+    native = native_preprocessing(spec)
+    if native is None:
+        return
+    mean, std = [float(v) for v in native["mean"]], [float(v) for v in native["std"]]
+    if cfg.data.channels == 1:  # grayscale repeated to RGB: one value for the one channel
+        mean, std = [sum(mean) / len(mean)], [sum(std) / len(std)]
+    log.info(
+        "pretext=%s: images at %d px, mean %s, std %s, as the network expects "
+        "(pretext.match_preprocessing=false keeps the data config's)",
+        pretext,
+        native["image_size"],
+        [round(v, 4) for v in mean],
+        [round(v, 4) for v in std],
+    )
+    cfg.data.image_size = int(native["image_size"])
+    cfg.data.mean, cfg.data.std = mean, std
+
+
 class PretrainedPretext(Pretext):
     """``pretext=pretrained``: build the configured network with its weights and save it as
     the run's backbone; nothing is trained."""
@@ -49,23 +70,8 @@ class PretrainedPretext(Pretext):
     def prepare(self, cfg: DictConfig) -> None:
         """Show images to the network as its weights were trained to see them (input size,
         mean, std), unless ``pretext.match_preprocessing=false``."""
-        if not cfg.pretext.match_preprocessing:
-            return
-        native = native_preprocessing(pretrained_backbone_arguments(cfg))
-        if native is None:
-            return
-        mean, std = [float(v) for v in native["mean"]], [float(v) for v in native["std"]]
-        if cfg.data.channels == 1:  # grayscale repeated to RGB: one value for the one channel
-            mean, std = [sum(mean) / len(mean)], [sum(std) / len(std)]
-        log.info(
-            "pretext=pretrained: images at %d px, mean %s, std %s, as the network expects "
-            "(pretext.match_preprocessing=false keeps the data config's)",
-            native["image_size"],
-            [round(v, 4) for v in mean],
-            [round(v, 4) for v in std],
-        )
-        cfg.data.image_size = int(native["image_size"])
-        cfg.data.mean, cfg.data.std = mean, std
+        if cfg.pretext.match_preprocessing:
+            match_native_preprocessing(cfg, pretrained_backbone_arguments(cfg), "pretrained")
 
     def run(self, cfg: DictConfig, run: RunDirectory) -> StageResult:
         spec = pretrained_backbone_arguments(cfg)
