@@ -130,11 +130,8 @@ def auto_birch_threshold(features: np.ndarray, quantile: float, seed: int) -> fl
     of the features (sklearn's fixed 0.5 puts L2-normalised features into a handful of
     subclusters: 13 on the digits).
     """
-    rng = np.random.default_rng(seed)
-    num_samples = len(features)
-    queries = rng.choice(num_samples, size=min(num_samples, _EPS_SAMPLE_SIZE), replace=False)
-    distances, _ = NearestNeighbors(n_neighbors=2).fit(features).kneighbors(features[queries])
-    return max(float(np.quantile(distances[:, -1], quantile)) / 2, 1e-12)
+    # The distance to the 2nd nearest, the point itself counted first: its nearest other.
+    return auto_dbscan_eps(features, 2, quantile, seed) / 2
 
 
 def fit_labels(

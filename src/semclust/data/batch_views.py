@@ -30,7 +30,13 @@ import torch
 from semclust.data import batch_ops as ops
 from semclust.data.batch_randaugment import rand_augment
 from semclust.data.sample_streams import Draws, SampleStreams
-from semclust.data.transforms import ViewTransforms, black, recipe_arguments, recipe_builder
+from semclust.data.transforms import (
+    ViewTransforms,
+    black,
+    recipe_arguments,
+    recipe_builder,
+    turned_at_random,
+)
 from semclust.models.rotation import rotate
 
 
@@ -274,12 +280,7 @@ def build_batch_transforms(
     if not rotation_invariant:
         return views
     fill = tuple(black(mean, std))
-    return ViewTransforms(
-        pretext=TurnedView(views.pretext, fill),
-        weak=TurnedView(views.weak, fill),
-        strong=TurnedView(views.strong, fill),
-        eval=views.eval,
-    )
+    return turned_at_random(views, lambda view: TurnedView(view, fill))
 
 
 def batch_view_transforms(data_cfg: Mapping) -> ViewTransforms:

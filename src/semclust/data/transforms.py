@@ -245,14 +245,15 @@ def black(mean: Sequence[float], std: Sequence[float]) -> list[float]:
     return [-m / s for m, s in zip(mean, std, strict=True)]
 
 
-def turned_at_random(views: ViewTransforms, fill: Sequence[float]) -> ViewTransforms:
-    """``views`` whose training views (pretext, weak, strong) end with a turn by a random
-    angle: ``data.augment.rotation_invariant``. The eval view stays upright."""
-    turn = RandomTurn(fill)
+def turned_at_random(
+    views: ViewTransforms, turned: Callable[[Callable], Callable]
+) -> ViewTransforms:
+    """``views`` whose training views (pretext, weak, strong) ``turned`` wraps so that they end
+    with a turn by a random angle (``data.augment.rotation_invariant``); eval stays upright."""
     return ViewTransforms(
-        pretext=v2.Compose([views.pretext, turn]),
-        weak=v2.Compose([views.weak, turn]),
-        strong=v2.Compose([views.strong, turn]),
+        pretext=turned(views.pretext),
+        weak=turned(views.weak),
+        strong=turned(views.strong),
         eval=views.eval,
     )
 
@@ -268,7 +269,10 @@ def build_transforms(
     """The four views of a named recipe (``natural`` or ``small_grayscale``);
     ``rotation_invariant`` turns every training view by a random angle."""
     views = recipe_builder(_RECIPES, recipe)(image_size, mean, std, **options)
-    return turned_at_random(views, black(mean, std)) if rotation_invariant else views
+    if not rotation_invariant:
+        return views
+    turn = RandomTurn(black(mean, std))
+    return turned_at_random(views, lambda view: v2.Compose([view, turn]))
 
 
 def recipe_builder(recipes: Mapping[str, Callable], recipe: str) -> Callable:

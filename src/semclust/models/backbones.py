@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
-from semclust.models.rotation import RotationPooledBackbone
+from semclust.models.rotation import with_rotation_pooling
 
 
 class SmallCNN(nn.Module):
@@ -258,14 +258,4 @@ def build_backbone(
     """
     if name not in _BUILDERS:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(_BUILDERS)}")
-    backbone = _BUILDERS[name](**kwargs)
-    if rotation_pooling is None:
-        return backbone
-    unknown = sorted(set(rotation_pooling) - {"angles", "fill"})
-    if unknown or "fill" not in rotation_pooling:
-        raise ValueError(
-            f"backbone.rotation_pooling takes angles and fill, got {sorted(rotation_pooling)}"
-        )
-    return RotationPooledBackbone(
-        backbone, rotation_pooling.get("angles", 8), rotation_pooling["fill"]
-    )
+    return with_rotation_pooling(_BUILDERS[name](**kwargs), rotation_pooling)

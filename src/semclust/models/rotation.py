@@ -8,7 +8,8 @@ features below see the same images.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,16 @@ def rotate(images: torch.Tensor, angles: torch.Tensor, fill: Sequence[float]) ->
         images - offset, grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
     return turned + offset
+
+
+def with_rotation_pooling(backbone: nn.Module, pooling: Mapping[str, Any] | None) -> nn.Module:
+    """``backbone`` as a backbone spec's ``rotation_pooling`` (``{"angles": n, "fill": [...]}``,
+    set by ``rotation_invariance``) says: unchanged when None, else rotation-pooled."""
+    if pooling is None:
+        return backbone
+    if set(pooling) != {"angles", "fill"}:
+        raise ValueError(f"backbone.rotation_pooling takes angles and fill, got {sorted(pooling)}")
+    return RotationPooledBackbone(backbone, pooling["angles"], pooling["fill"])
 
 
 class RotationPooledBackbone(nn.Module):

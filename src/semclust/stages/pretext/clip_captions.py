@@ -16,7 +16,7 @@ from torch import nn
 
 from semclust.inference.spec import to_plain
 from semclust.models.backbones import OpenClipBackbone, create_open_clip
-from semclust.models.rotation import RotationPooledBackbone
+from semclust.models.rotation import with_rotation_pooling
 from semclust.rundir import RunDirectory
 from semclust.stages.base import FeatureExtractor
 from semclust.stages.common import dataset_split, optional_factory
@@ -219,10 +219,11 @@ class ClipCaptionsPretext(TrainedPretext):
             f"{pretrained} weights" if pretrained else "random weights",
             len(captions),
         )
-        backbone: nn.Module = OpenClipBackbone.around(clip, arguments.get("in_channels", 3))
-        pooling = arguments.get("rotation_pooling")
-        if pooling is not None:  # saved as the spec describes it (rotation_invariance)
-            backbone = RotationPooledBackbone(backbone, pooling["angles"], pooling["fill"])
+        # Saved as the spec describes it, rotation pooling included (rotation_invariance).
+        backbone = with_rotation_pooling(
+            OpenClipBackbone.around(clip, arguments.get("in_channels", 3)),
+            arguments.get("rotation_pooling"),
+        )
         module = ClipCaptionsModule(
             backbone,
             clip,
