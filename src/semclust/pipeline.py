@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from semclust import budget
 from semclust.budget import OutOfTime
 from semclust.config_checks import check_config
+from semclust.environment import environment_changes, software_environment
 from semclust.failpoints import failpoint
 from semclust.fingerprints import data_fingerprint, describe_data, digest, outputs_digest
 from semclust.folder_recipe import complete_folder_recipe, settle_scan_neighbors
@@ -37,6 +38,8 @@ SYNC_BATCHNORM_PLUGIN = "semclust.stages.sync_batchnorm.SyncBatchNormPlugin"
 
 #: Trainer options that change a stage's numbers (devices change the batches under DDP).
 _RESULT_TRAINER_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision")
+#: Recorded states of a stage that the same command continues rather than starts again.
+_RESUMABLE = ("running", "paused", "failed")
 
 
 def quiet_lightning() -> None:
@@ -156,9 +159,20 @@ def _run_stage(
     if same_inputs and _finished_intact(run, entry):
         log.info("%s: finished earlier from the same inputs; skipped", stage.name)
         return False
+    environment = software_environment()
+    changes = environment_changes(entry.get("environment"), environment)
+    if same_inputs and changes and entry.get("status") in _RESUMABLE:
+        log.warning(
+            "%s: continuing a stage begun under other software (%s); its result may differ "
+            "in rounding from a run made in one go",
+            stage.name,
+            ", ".join(changes),
+        )
     if entry and (not same_inputs or entry.get("status") in ("completed", "skipped")):
         clear_checkpoints(run, stage.name)  # its inputs changed, or it is asked for afresh
-    record = functools.partial(run.record_stage, stage.name, config=stage_config)
+    record = functools.partial(
+        run.record_stage, stage.name, config=stage_config, environment=environment
+    )
     record(status="running", fingerprint=fingerprint)
     pl.seed_everything(stage.seed(cfg.seed), workers=True, verbose=False)
     started = time.perf_counter()

@@ -1,6 +1,7 @@
 """Tiny end-to-end runs through semclust.pipeline.train, the function train.py calls."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -44,6 +45,9 @@ def test_full_pipeline_writes_artifacts_manifest_and_metrics(tiny_config, tmp_pa
     }
     assert manifest["stages"]["scan"]["config"]["scan"]["num_heads"] == 2
     assert manifest["stages"]["mine"]["outputs"]["train_neighbors"] == "mine/train_neighbors.npy"
+    for entry in manifest["stages"].values():  # what each stage ran on
+        assert entry["environment"]["versions"]["torch"] == torch.__version__.split("+")[0]
+        assert entry["environment"]["torch_threads"] == torch.get_num_threads()
 
     neighbors = np.load(run_dir / "mine/train_neighbors.npy")
     assert neighbors.shape == (360, 5)
@@ -143,3 +147,20 @@ def test_too_few_images_for_the_clusters_fails_before_training(tiny_config, tmp_
     with pytest.raises(ValueError, match=r"holds 360 images, but 400 clusters .* at least 400"):
         train(tiny_config("data.num_clusters=400"))
     assert not (tmp_path / "run/pretext/checkpoints").exists()
+
+
+def test_a_stage_continued_under_other_software_says_so(tiny_config, tmp_path, caplog):
+    cfg = tiny_config("stages=[pretext]")
+    train(cfg)
+    manifest_path = tmp_path / "run" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    entry = manifest["stages"]["pretext"]
+    entry["status"] = "paused"  # as a stopped job leaves it
+    entry["environment"]["versions"]["torch"] = "0.0.1"
+    manifest_path.write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING, logger="semclust.pipeline"):
+        train(cfg)
+    warned = [r.getMessage() for r in caplog.records if "other software" in r.getMessage()]
+    assert len(warned) == 1 and "torch 0.0.1 ->" in warned[0], warned
+    recorded = json.loads(manifest_path.read_text())["stages"]["pretext"]["environment"]
+    assert recorded["versions"]["torch"] == torch.__version__.split("+")[0]
