@@ -13,7 +13,12 @@ from sklearn.metrics import adjusted_rand_score
 
 from semclust.clustering.features import reduce_features
 from semclust.clustering.methods import cluster_labels, fit_labels
-from semclust.clustering.neighbor_graph import auto_neighbors, connected_knn_graph
+from semclust.clustering.neighbor_graph import (
+    EIGENGAP_NEIGHBOR_CANDIDATES,
+    auto_neighbors,
+    connected_knn_graph,
+    eigengap_neighbors,
+)
 from semclust.clustering.selection import compare_methods
 from semclust.clustering.settings import DEFAULT_METHODS
 from semclust.metrics import l2_normalize
@@ -52,8 +57,57 @@ def test_auto_neighbors_is_a_tenth_of_a_cluster_within_bounds():
     assert auto_neighbors(10_000, 10) == 20  # MNIST test: at most 20
     assert auto_neighbors(100, 10) == 5  # at least 5
     assert auto_neighbors(4, 2) == 3  # at most N - 1
-    labels, used = fit_labels("spectral", make_blobs(200, random_state=SEED)[0], 4, SEED, {})
-    assert used["n_neighbors"] == 5 and labels.shape == (200,)
+
+
+def crossing_rings(seed: int, rings: int = 6, points: int = 72) -> tuple[np.ndarray, np.ndarray]:
+    """COIL-20's shape: each object a ring of views (here a noisy circle in a random plane of
+    4-D space), the rings' centres close enough that they pass near one another."""
+    rng = np.random.default_rng(seed)
+    angles = np.linspace(0, 2 * np.pi, points, endpoint=False)
+    features, targets = [], []
+    for ring in range(rings):
+        centre = rng.normal(0, 0.3, 4)
+        first, second = np.linalg.qr(rng.normal(size=(4, 2)))[0].T
+        circle = centre + np.outer(np.cos(angles), first) + np.outer(np.sin(angles), second)
+        features.append(circle + rng.normal(0, 0.01, (points, 4)))
+        targets += [ring] * points
+    return np.vstack(features), np.array(targets)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auto_neighbors_follow_the_rings_by_the_eigengap(seed):
+    features, targets = crossing_rings(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # lobpcg's tolerance notes
+        auto, used = fit_labels("spectral", features, 6, SEED, {})
+        seven, _ = fit_labels("spectral", features, 6, SEED, {"n_neighbors": 7})
+        fifteen, _ = fit_labels("spectral", features, 6, SEED, {"n_neighbors": 15})
+    assert used["n_neighbors"] in EIGENGAP_NEIGHBOR_CANDIDATES and used["n_neighbors"] <= 5
+    assert 0 < used["relative_eigengap"] <= 1
+    assert adjusted_rand_score(targets, auto) >= 0.9
+    # Denser graphs link the rings where they pass close: the fixed counts do worse.
+    assert adjusted_rand_score(targets, auto) > adjusted_rand_score(targets, seven)
+    assert adjusted_rand_score(targets, seven) > adjusted_rand_score(targets, fifteen)
+
+
+def test_the_eigengap_rule_passes_over_graphs_in_more_pieces_than_clusters():
+    # Four tight far-apart blobs: 3 neighbours already join each blob, but the rule must not
+    # take a count whose graph has more than 4 components (then the gap says nothing of K).
+    centers = [[0.0, 0.0], [50.0, 0.0], [0.0, 50.0], [50.0, 50.0]]
+    features, targets = make_blobs(n_samples=120, centers=centers, random_state=SEED)
+    chosen, gaps = eigengap_neighbors(features, 4)
+    assert chosen in gaps and gaps[chosen] == max(gaps.values())
+    assert adjusted_rand_score(targets, cluster_labels("spectral", features, 4, SEED)) == 1.0
+    # Twelve pieces (three sub-blobs per blob) asked for as 4: the 3-neighbour graph of each
+    # sub-blob splits the data into 12 pieces and is not taken.
+    sub = np.vstack(
+        [
+            make_blobs(30, centers=[[x, y]], cluster_std=0.1, random_state=i)[0]
+            for i, (x, y) in enumerate([(a + d, b) for a, b in centers for d in (0, 10, 20)])
+        ]
+    )
+    _, sub_gaps = eigengap_neighbors(sub, 4, candidates=(3, 40, 60))
+    assert 3 not in sub_gaps
 
 
 def test_disconnected_graph_is_joined_without_warnings():
@@ -140,7 +194,7 @@ def test_new_candidates_run_in_the_comparison(blobs):
         if (row["method"], row["reduction"]) != ("birch", "spectral_embedding"):
             assert row["ari"] > 0.9
     spectral = next(row for row in comparison.rows if row["method"] == "spectral")
-    assert "n_neighbors=8" in spectral["params"]  # auto: 300 / 4 / 10, rounded
+    assert "relative_eigengap=" in spectral["params"]  # auto: the count read off the spectrum
     embedded = next(row for row in comparison.rows if row["reduction"] == "spectral_embedding")
     assert embedded["reduction_params"] == "n_components=4"  # auto: the 4 clusters
     assert {method["name"] for method in DEFAULT_METHODS} >= {"spectral", "birch"}

@@ -18,17 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse
-import scipy.sparse.linalg
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 
+from semclust.clustering.neighbor_graph import graph_spectrum
 from semclust.clustering.neighbors import exact_neighbors
 from semclust.metrics import l2_normalize
-
-#: Dense eigendecomposition up to this many samples (exact, and sure to resolve repeated
-#: eigenvalues such as those of disconnected cliques); ARPACK above it.
-DENSE_EIGEN_MAX_SAMPLES = 3000
 
 
 @dataclass
@@ -102,26 +98,7 @@ def knn_affinity(neighbors: np.ndarray) -> scipy.sparse.csr_matrix:
 def laplacian_spectrum(neighbors: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     """The ``count`` smallest eigenvalues (ascending) of the normalised Laplacian
     ``I - D^-1/2 A D^-1/2`` of the symmetrised kNN graph ``A``."""
-    graph = knn_affinity(neighbors)
-    num_samples = graph.shape[0]
-    degree = np.asarray(graph.sum(axis=1)).ravel()
-    scale = scipy.sparse.diags(1.0 / np.sqrt(np.maximum(degree, 1e-12)))
-    normalized = (scale @ graph @ scale).tocsr()
-    count = min(count, num_samples)
-    if num_samples <= DENSE_EIGEN_MAX_SAMPLES or count >= num_samples - 1:
-        top = np.linalg.eigvalsh(normalized.toarray())[::-1][:count]
-    else:
-        start = np.random.default_rng(seed).uniform(0.5, 1.0, num_samples)
-        top = scipy.sparse.linalg.eigsh(
-            normalized,
-            k=count,
-            which="LA",
-            v0=start,
-            ncv=min(num_samples, max(4 * count, 60)),
-            tol=1e-8,
-            return_eigenvectors=False,
-        )
-    return np.sort(np.clip(1.0 - np.asarray(top), 0.0, 2.0))
+    return graph_spectrum(knn_affinity(neighbors), count, seed)
 
 
 def eigengap_k(neighbors: np.ndarray, k_values: Sequence[int], seed: int = 0) -> KEstimate:

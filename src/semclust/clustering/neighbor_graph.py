@@ -1,27 +1,38 @@
-"""The symmetric k-nearest-neighbour graph of a feature space, made connected.
+"""The symmetric k-nearest-neighbour graph of a feature space, made connected, and its
+spectrum.
 
 Spectral clustering (:mod:`~semclust.clustering.methods`) and the spectral embedding
 (:mod:`~semclust.clustering.features`) both work on this graph. Neighbours are Euclidean in
 the space they are given (on L2-normalised features, the same as by cosine similarity).
+How many neighbours spectral clustering links is read off the spectrum
+(:func:`eigengap_neighbors`): the count whose graph falls most clearly into K groups.
 """
 
 from typing import Any
 
 import numpy as np
 import scipy.sparse
+import scipy.sparse.linalg
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 from sklearn.metrics import pairwise_distances
 from sklearn.neighbors import NearestNeighbors
 
-#: ``n_neighbors="auto"``: a tenth of an average cluster, within these bounds. Measured with
-#: spectral clustering on COIL-20 (72 images per class, 7 neighbours by this rule) 5-7
-#: neighbours gave 0.84 ACC on pixels and 5 gave 0.925 on learned features, 15-20 only 0.75 on
-#: pixels; large sets (MNIST: 1,000 per class) stop at 20, which keeps the graph sparse.
+#: Without a number of clusters to read the spectrum for: a tenth of an average cluster,
+#: within these bounds (:func:`auto_neighbors`).
 AUTO_NEIGHBOR_SHARE = 1 / 10
 AUTO_NEIGHBOR_RANGE = (5, 20)
 #: How strongly a joining edge links two components: a one-sided kNN edge's weight, so a cut
 #: through it is cheap and the components stay apart unless the data say otherwise.
 _JOIN_WEIGHT = 0.5
+
+
+#: The neighbour counts :func:`eigengap_neighbors` compares. On COIL-20's learned features
+#: 4 neighbours gave spectral clustering 0.99 ACC and the tenth-of-a-cluster rule's 7 gave
+#: 0.90 (docs/BENCHMARKS.md): each object's views form a ring that few neighbours follow.
+EIGENGAP_NEIGHBOR_CANDIDATES = (3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30)
+#: Dense eigendecomposition up to this many samples (exact, and sure to resolve repeated
+#: eigenvalues such as those of disconnected cliques); ARPACK above it.
+DENSE_EIGEN_MAX_SAMPLES = 3000
 
 
 def auto_neighbors(num_samples: int, num_clusters: int) -> int:
@@ -46,7 +57,7 @@ def resolve_neighbors(value: Any, num_samples: int, num_clusters: int | None) ->
 
 
 def connected_knn_graph(
-    features: np.ndarray, n_neighbors: int
+    features: np.ndarray, n_neighbors: int, neighbors: np.ndarray | None = None
 ) -> tuple[scipy.sparse.csr_matrix, int]:
     """The affinity ``(A + Aᵀ) / 2`` of the 0/1 kNN graph ``A`` (each row's ``n_neighbors``
     nearest other rows), and the number of connected components it had.
@@ -57,12 +68,18 @@ def connected_knn_graph(
     representative each (the member nearest the component's mean), with weight 1/2: a tree of
     single weak edges that a cut separates cheaply. Its distance matrix is C x C for C
     components, at most N / (n_neighbors + 1).
+
+    ``neighbors``: each row's nearest other rows, nearest first, at least ``n_neighbors`` of
+    them (computed here when None), so that several counts share one search.
     """
-    connectivity = (
-        NearestNeighbors(n_neighbors=n_neighbors)
-        .fit(features)
-        .kneighbors_graph(mode="connectivity")
-    )
+    if neighbors is None:
+        connectivity = (
+            NearestNeighbors(n_neighbors=n_neighbors)
+            .fit(features)
+            .kneighbors_graph(mode="connectivity")
+        )
+    else:
+        connectivity = _connectivity(neighbors[:, :n_neighbors])
     graph = (0.5 * (connectivity + connectivity.T)).tocsr()
     count, component = connected_components(graph, directed=False)
     if count == 1:
@@ -84,3 +101,77 @@ def connected_knn_graph(
         shape=graph.shape,
     )
     return (graph + joins).tocsr(), int(count)
+
+
+def _connectivity(neighbors: np.ndarray) -> scipy.sparse.csr_matrix:
+    """The 0/1 directed kNN graph of ``(N, k)`` neighbour indices, as kneighbors_graph makes it."""
+    num_samples, k = neighbors.shape
+    rows = np.repeat(np.arange(num_samples), k)
+    return scipy.sparse.csr_matrix(
+        (np.ones(rows.size), (rows, neighbors.ravel())), shape=(num_samples, num_samples)
+    )
+
+
+def graph_spectrum(graph: scipy.sparse.spmatrix, count: int, seed: int = 0) -> np.ndarray:
+    """The ``count`` smallest eigenvalues (ascending) of the normalised Laplacian
+    ``I - D^-1/2 W D^-1/2`` of a symmetric non-negative affinity ``W``."""
+    num_samples = graph.shape[0]
+    degree = np.asarray(graph.sum(axis=1)).ravel()
+    scale = scipy.sparse.diags(1.0 / np.sqrt(np.maximum(degree, 1e-12)))
+    normalized = (scale @ graph @ scale).tocsr()
+    count = min(count, num_samples)
+    if num_samples <= DENSE_EIGEN_MAX_SAMPLES or count >= num_samples - 1:
+        top = np.linalg.eigvalsh(normalized.toarray())[::-1][:count]
+    else:
+        start = np.random.default_rng(seed).uniform(0.5, 1.0, num_samples)
+        top = scipy.sparse.linalg.eigsh(
+            normalized,
+            k=count,
+            which="LA",
+            v0=start,
+            ncv=min(num_samples, max(4 * count, 60)),
+            tol=1e-8,
+            return_eigenvectors=False,
+        )
+    return np.sort(np.clip(1.0 - np.asarray(top), 0.0, 2.0))
+
+
+def eigengap_neighbors(
+    features: np.ndarray,
+    num_clusters: int,
+    candidates: tuple[int, ...] = EIGENGAP_NEIGHBOR_CANDIDATES,
+    seed: int = 0,
+) -> tuple[int, dict[int, float]]:
+    """The neighbour count whose connected kNN graph splits most clearly into
+    ``num_clusters`` groups, and the relative eigengap of every count tried.
+
+    A graph of K loosely joined groups has K eigenvalues near 0 and then a jump (von Luxburg,
+    2007), so the count with the largest relative gap ``(λ_{K+1} - λ_K) / λ_{K+1}`` of its
+    normalised Laplacian is chosen. Too few neighbours break the graph into more pieces than
+    K, and the gap then says nothing about K: counts whose plain kNN graph has more than K
+    components are not taken, nor counts of N - 1 or more. With none left, the densest count
+    tried is used (or :func:`auto_neighbors` for tiny sets).
+    """
+    num_samples = len(features)
+    usable = [k for k in sorted(set(candidates)) if 2 <= k < num_samples - 1]
+    if not usable:
+        return auto_neighbors(num_samples, num_clusters), {}
+    nearest = (
+        NearestNeighbors(n_neighbors=usable[-1]).fit(features).kneighbors(return_distance=False)
+    )
+    gaps: dict[int, float] = {}
+    for k in usable:
+        plain = _connectivity(nearest[:, :k])
+        pieces, _ = connected_components(plain + plain.T, directed=False)
+        if pieces > num_clusters:
+            continue
+        graph, _ = connected_knn_graph(features, k, neighbors=nearest)
+        spectrum = graph_spectrum(graph, num_clusters + 1, seed)
+        if len(spectrum) <= num_clusters or spectrum[num_clusters] <= 0:
+            continue
+        gaps[k] = float(
+            (spectrum[num_clusters] - spectrum[num_clusters - 1]) / spectrum[num_clusters]
+        )
+    if not gaps:
+        return usable[-1], {}
+    return max(gaps, key=lambda k: (gaps[k], -k)), gaps

@@ -33,7 +33,8 @@ DEFAULT_METHODS: tuple[dict[str, Any], ...] = (
     # min_samples 5 (sklearn's default equals min_cluster_size) leaves less of the data as
     # noise.
     {"name": "hdbscan", "min_cluster_size": "auto", "min_samples": 5},
-    # n_neighbors auto: round(N / num_clusters / 10) within [5, 20]. assign_labels kmeans:
+    # n_neighbors auto: the count of 3-30 with the largest relative eigengap at K (COIL-20:
+    # 4, 0.99 ACC, where a tenth of a cluster, 7, gave 0.90). assign_labels kmeans:
     # on the digits at least as good as cluster_qr at every neighbour count from 5 to 60
     # (0.81 vs 0.79 ACC at the auto 18). eigen_solver lobpcg: arpack's labels, 0.7 s instead
     # of 10 s on 10k x 128 features.
