@@ -97,6 +97,7 @@ RULES: list[Rule] = [
     ("stop_after_minutes", *either(None, NON_NEGATIVE)),
     ("rotation_invariance.enabled", *BOOL),
     ("rotation_invariance.angles", *POSITIVE_INT),
+    *((f"rotation_invariance.schedule_factors.{stage}", *POSITIVE) for stage in STAGE_GROUPS),
     ("data.num_clusters", *either("auto", integer(2))),
     ("data.channels", *either("auto", POSITIVE_INT)),
     ("data.image_size", *either("auto", POSITIVE_INT)),

@@ -185,6 +185,10 @@ def _choose_schedule(
         steps = schedule.get(f"{stage}_steps")
         if steps is None or stage not in cfg or "epochs" not in cfg[stage]:
             continue  # e.g. a pretrained network: no pretext epochs to size
+        factor = _rotation_step_factor(cfg, stage, given)
+        if factor != 1:
+            chosen[f"data.schedule.{stage}_steps"] = f"{steps} x {factor:g}"
+            steps = steps * factor
         node = cfg[stage]
         if f"{stage}.batch_size" not in given:
             fitting = [b for b in _BATCH_SIZES[stage] if images >= _MIN_STEPS_PER_EPOCH * b]
@@ -197,6 +201,15 @@ def _choose_schedule(
     if "scan.num_neighbors" not in given and "mine.num_neighbors" not in given:
         cfg.scan.num_neighbors = AUTO
         chosen["scan.num_neighbors"] = AUTO
+
+
+def _rotation_step_factor(cfg: DictConfig, stage: str, given: set[str]) -> float:
+    """How many times its scheduled steps a stage trains for with ``rotation_invariance``
+    (``rotation_invariance.schedule_factors``): 1 without it, or when the steps are given."""
+    settings = cfg.get("rotation_invariance")
+    if not settings or not settings.get("enabled") or f"data.schedule.{stage}_steps" in given:
+        return 1
+    return (settings.get("schedule_factors") or {}).get(stage, 1)
 
 
 def settle_scan_neighbors(cfg: DictConfig, training_images: int) -> None:

@@ -61,6 +61,14 @@ def test_valid_variants_pass(compose_config, overrides):
         ("seed=true", "seed"),
         ("seed=-3", "seed"),
         ("scan.epochs=0", "scan.epochs"),
+        (
+            "rotation_invariance.schedule_factors.pretext=0",
+            "rotation_invariance.schedule_factors.pretext",
+        ),
+        (
+            "rotation_invariance.schedule_factors.scan=-2",
+            "rotation_invariance.schedule_factors.scan",
+        ),
         ("selflabel.epochs=0", "selflabel.epochs"),
         ("pretext.batch_size=0", "pretext.batch_size"),
         ("data.eval_batch_size=0", "data.eval_batch_size"),
