@@ -69,7 +69,8 @@ def test_cluster_takes_methods_and_reductions_outside_the_defaults(prediction_fo
     assert {row["reduction"] for row in rows} == {"lle", "spectral_embedding"}
     assert {row["method"] for row in rows} == {"spectral", "birch", "kmeans"}
     spectral = next(row for row in rows if row["method"] == "spectral")
-    assert "n_neighbors=5" in spectral["params"] and spectral["note"] is None  # auto: 120/4/10
+    # auto: the neighbour count read off the graph's spectrum, shown with its eigengap
+    assert "relative_eigengap=" in spectral["params"] and spectral["note"] is None
     embedded = next(row for row in rows if row["reduction"] == "spectral_embedding")
     assert embedded["reduction_params"] == "n_components=4"
 
