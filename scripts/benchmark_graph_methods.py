@@ -14,7 +14,6 @@ reduction, spectral on UMAP, the label-free pick, SCAN and the run's final ACC.
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -37,9 +36,8 @@ COLUMNS = (
 EXTRA_REDUCTIONS = ({"name": "lle"}, {"name": "spectral_embedding"})
 
 
-def run_k(run_dir: Path) -> int:
+def run_k(manifest: dict) -> int:
     """The K the run's SCAN used: its choice when K was auto, else the configured one."""
-    manifest = json.loads((run_dir / "manifest.json").read_text())
     if "num_clusters" in manifest:
         return int(manifest["num_clusters"]["value"])
     return int(manifest["stages"]["mine"]["config"]["data"]["num_clusters"])
@@ -49,10 +47,10 @@ def measure(name: str, run_dir: Path, true_k: bool = False) -> dict:
     mine = run_dir / "mine"
     features, targets = np.load(mine / "val_features.npy"), np.load(mine / "val_targets.npy")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    seed = int(
-        json.loads((run_dir / "manifest.json").read_text())["stages"]["mine"]["config"]["seed"]
-    )
-    k = int(len(np.unique(targets[targets >= 0]))) if true_k else run_k(run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    seed = int(manifest["stages"]["mine"]["config"]["seed"])
+    classes = int(len(np.unique(targets[targets >= 0])))
+    k = classes if true_k else run_k(manifest)
     started = time.perf_counter()
     comparison = compare_methods(
         features,
@@ -68,7 +66,7 @@ def measure(name: str, run_dir: Path, true_k: bool = False) -> dict:
         "name": name,
         "run_dir": str(run_dir),
         "images": int(len(features)),
-        "true_k": int(len(np.unique(targets[targets >= 0]))),
+        "true_k": classes,
         "k": k,
         "acc": {
             header: rows[(method, reduction)].get("acc") for header, method, reduction in COLUMNS
@@ -124,7 +122,6 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         record = {
             "date": time.strftime("%Y-%m-%d"),
-            "machine": f"{platform.machine()}, {software_environment()['torch_threads']} threads",
             "environment": software_environment(),
             "results": results,
         }
