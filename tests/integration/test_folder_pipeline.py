@@ -168,3 +168,10 @@ def test_a_folder_path_is_all_a_run_needs(compose_config, tmp_path):
         again["stages"] == manifest["stages"]
         and again["folder_recipe"] == manifest["folder_recipe"]
     )
+    # Another SCAN schedule retrains SCAN only: the steps are spent in each stage's epochs.
+    longer = [o.replace("scan_steps=4", "scan_steps=8") for o in overrides]
+    train(compose_config("train", longer), longer)
+    third = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    assert third["pretext"] == manifest["stages"]["pretext"]
+    assert third["mine"] == manifest["stages"]["mine"]
+    assert third["scan"]["config"]["scan"]["epochs"] == 2 * scan_config["scan"]["epochs"]
