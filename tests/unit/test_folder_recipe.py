@@ -141,9 +141,9 @@ def test_rotation_invariance_trains_longer_unless_the_steps_are_given(compose_co
     folder = _grey_folder(tmp_path / "turned", 400)
     cfg, overrides = _folder_config(compose_config, folder, "rotation_invariance.enabled=true")
     entry = complete_folder_recipe(cfg, overrides)
-    # 12 steps an epoch (batch 32): 3 x 1200 pretext steps, 4 x 1100 SCAN steps.
-    assert (cfg.pretext.epochs, cfg.scan.epochs, cfg.selflabel.epochs) == (300, 367, 34)
-    assert entry["chosen"]["data.schedule.pretext_steps"] == "1200 x 3"
+    # 12 steps an epoch (batch 32): 6 x 1200 pretext steps, 4 x 1100 SCAN steps.
+    assert (cfg.pretext.epochs, cfg.scan.epochs, cfg.selflabel.epochs) == (600, 367, 34)
+    assert entry["chosen"]["data.schedule.pretext_steps"] == "1200 x 6"
     assert "data.schedule.selflabel_steps" not in entry["chosen"]
     given = [*overrides, "data.schedule.pretext_steps=600"]
     cfg, _ = _folder_config(compose_config, folder, *given[2:])
