@@ -33,17 +33,25 @@ def file_digest(path: Path) -> str:
     return hasher.hexdigest()
 
 
-def outputs_digest(paths: Iterable[Path]) -> str:
-    """One digest of several output files' contents (folders: every file below them)."""
+def outputs_digest(paths: Iterable[Path], root: Path) -> str:
+    """One digest of several output files' contents (folders: every file below them), each
+    named relative to ``root`` (the run directory) where it lies below it, so a run
+    directory moved or copied elsewhere still matches."""
+    root = Path(root).resolve()
+
+    def name(path: Path) -> str:
+        path = path.resolve()
+        return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
     entries = []
     for path in sorted(Path(p) for p in paths):
         if path.is_dir():
             entries += [
-                (str(file), file_digest(file)) for file in sorted(path.rglob("*")) if file.is_file()
+                (name(file), file_digest(file)) for file in sorted(path.rglob("*")) if file.is_file()
             ]
         else:
-            entries.append((str(path), file_digest(path) if path.is_file() else "missing"))
-    return digest(entries)
+            entries.append((name(path), file_digest(path) if path.is_file() else "missing"))
+    return digest(sorted(entries))
 
 
 def _file_listing(root: Path) -> list[tuple[str, int, int]]:

@@ -203,7 +203,7 @@ def _run_stage(
         "completed",
         outputs=outputs,
         metrics=metrics,
-        outputs_digest=outputs_digest(outputs.values()),
+        outputs_digest=outputs_digest(outputs.values(), run.root),
     )
     return True
 
@@ -234,7 +234,7 @@ def _finished_intact(run: RunDirectory, entry: dict[str, Any]) -> bool:
     if entry.get("status") != "completed":
         return False
     paths = [run.root / path for path in entry.get("outputs", {}).values()]
-    return outputs_digest(paths) == entry.get("outputs_digest")
+    return outputs_digest(paths, run.root) == entry.get("outputs_digest")
 
 
 def _refuse_other_data(

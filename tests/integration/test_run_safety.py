@@ -6,6 +6,7 @@ checkpoint is set aside and the stage starts over.
 """
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -179,6 +180,20 @@ def test_resume_false_runs_a_finished_stage_again(tiny_config, tmp_path, caplog)
     with caplog.at_level("INFO"):
         train(tiny_config(f"paths.run_dir={run_dir}", "stages=[pretext]"))
     assert "pretext: finished earlier from the same inputs; skipped" in caplog.text
+
+
+def test_a_run_directory_moved_elsewhere_retrains_nothing(tiny_config, tmp_path, caplog):
+    """Before, each output's digest held its absolute path: a copied or renamed run
+    directory ran every stage again."""
+    run_dir = tmp_path / "run"
+    train(tiny_config(f"paths.run_dir={run_dir}", "stages=[pretext,mine,scan]"))
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(run_dir, moved)
+    shutil.rmtree(run_dir)
+    with caplog.at_level("INFO"):
+        train(tiny_config(f"paths.run_dir={moved}", "stages=[pretext,mine,scan]"))
+    for stage in ("pretext", "mine", "scan"):
+        assert f"{stage}: finished earlier from the same inputs; skipped" in caplog.text
 
 
 def test_a_deleted_output_makes_its_stage_run_again(tiny_config, tmp_path, caplog):
