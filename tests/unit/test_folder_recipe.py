@@ -141,14 +141,14 @@ def test_rotation_invariance_trains_longer_unless_the_steps_are_given(compose_co
     folder = _grey_folder(tmp_path / "turned", 400)
     cfg, overrides = _folder_config(compose_config, folder, "rotation_invariance.enabled=true")
     entry = complete_folder_recipe(cfg, overrides)
-    # 12 steps an epoch (batch 32): 6 x 1200 pretext steps, 4 x 1100 SCAN steps.
-    assert (cfg.pretext.epochs, cfg.scan.epochs, cfg.selflabel.epochs) == (600, 367, 34)
+    # 12 steps an epoch (batch 32): 6 x 1200 pretext, 8 x 1100 SCAN, 4 x 400 self-labeling.
+    assert (cfg.pretext.epochs, cfg.scan.epochs, cfg.selflabel.epochs) == (600, 734, 134)
     assert entry["chosen"]["data.schedule.pretext_steps"] == "1200 x 6"
-    assert "data.schedule.selflabel_steps" not in entry["chosen"]
+    assert entry["chosen"]["data.schedule.selflabel_steps"] == "400 x 4"
     given = [*overrides, "data.schedule.pretext_steps=600"]
     cfg, _ = _folder_config(compose_config, folder, *given[2:])
     complete_folder_recipe(cfg, given)
-    assert (cfg.pretext.epochs, cfg.scan.epochs) == (50, 367)  # the given steps as they are
+    assert (cfg.pretext.epochs, cfg.scan.epochs) == (50, 734)  # the given steps as they are
     cfg, overrides = _folder_config(compose_config, folder)
     complete_folder_recipe(cfg, overrides)
     assert (cfg.pretext.epochs, cfg.scan.epochs) == (100, 92)  # without the option
