@@ -33,25 +33,31 @@ def file_digest(path: Path) -> str:
     return hasher.hexdigest()
 
 
+def name_in_run(path: str | Path, root: Path) -> str:
+    """``path`` relative to the run directory ``root`` where it lies below it (so a run moved
+    or copied elsewhere keeps its names), else as it was given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
+
+
 def outputs_digest(paths: Iterable[Path], root: Path) -> str:
     """One digest of several output files' contents (folders: every file below them), each
-    named relative to ``root`` (the run directory) where it lies below it, so a run
-    directory moved or copied elsewhere still matches."""
-    root = Path(root).resolve()
-
-    def name(path: Path) -> str:
-        path = path.resolve()
-        return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
-
+    named as :func:`name_in_run` names it, so a moved run directory still matches."""
     entries = []
     for path in sorted(Path(p) for p in paths):
         if path.is_dir():
             entries += [
-                (name(file), file_digest(file)) for file in sorted(path.rglob("*")) if file.is_file()
+                (name_in_run(file, root), file_digest(file))
+                for file in sorted(path.rglob("*"))
+                if file.is_file()
             ]
         else:
-            entries.append((name(path), file_digest(path) if path.is_file() else "missing"))
-    return digest(sorted(entries))
+            entries.append(
+                (name_in_run(path, root), file_digest(path) if path.is_file() else "missing")
+            )
+    return digest(entries)
 
 
 def _file_listing(root: Path) -> list[tuple[str, int, int]]:

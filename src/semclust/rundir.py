@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from semclust.fingerprints import name_in_run
+
 #: What a stage needs from an earlier one: (stage folder, file name).
 Artifact = tuple[str, str]
 
@@ -185,7 +187,9 @@ class RunDirectory:
         entry: dict[str, Any] = {
             "status": status,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "outputs": {key: _relative(value, self.root) for key, value in (outputs or {}).items()},
+            "outputs": {
+                key: name_in_run(value, self.root) for key, value in (outputs or {}).items()
+            },
             "config": dict(config),
             "metrics": dict(metrics or {}),
             **extra,
@@ -225,14 +229,6 @@ def is_writer() -> bool:
     """
     rank_zero = sys.modules.get("lightning_fabric.utilities.rank_zero")
     return rank_zero is None or rank_zero.rank_zero_only.rank == 0
-
-
-def _relative(path: str | Path, root: Path) -> str:
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
 
 
 def write_json(path: Path, data: Any) -> None:
