@@ -7,9 +7,10 @@ features (issue 15).
 A ``--run`` is a run directory whose mine stage saved ``mine/train_features.npy``,
 ``train_neighbors.npy`` and ``train_targets.npy`` (``python train.py stages=[pretext,mine]``):
 the features and the mined kNN graph that ``data.num_clusters=auto`` reads (made exactly with
-``--neighbors`` neighbours where the run mined fewer). ``--blobs`` adds
-scikit-learn's Gaussian blobs (several K, dimensions and spreads, seeds 0-2) with an exact kNN
-graph of 20 neighbours. The labels only give the true K of the table; no criterion sees them.
+``--neighbors`` neighbours where the run mined fewer). ``--blobs`` adds scikit-learn's
+Gaussian blobs (several K, dimensions and spreads, clusters of equal and of unequal sizes,
+seeds 0-2) with an exact kNN graph of 20 neighbours. The labels only give the true K of the
+table; no criterion sees them.
 Prints a Markdown table: one row per (data, seed), one column per criterion.
 """
 
@@ -26,15 +27,36 @@ from semclust.clustering.choose_k import CRITERIA, estimate_k
 from semclust.clustering.k_criteria import knn_graph
 from semclust.clustering.settings import ChooseKSettings
 
-#: (K, dimensions, cluster_std) of the synthetic sets; centres uniform in [-10, 10]^D.
-BLOBS = ((5, 16, 3.0), (10, 32, 4.0), (10, 64, 6.0), (20, 32, 4.0), (30, 64, 5.0))
+#: (K, dimensions, cluster_std, largest / smallest cluster) of the synthetic sets; centres
+#: uniform in [-10, 10]^D, cluster sizes falling geometrically from the largest.
+BLOBS = (
+    (5, 16, 3.0, 1),
+    (10, 32, 4.0, 1),
+    (10, 64, 6.0, 1),
+    (20, 32, 4.0, 1),
+    (30, 64, 5.0, 1),
+    (5, 16, 3.0, 10),
+    (10, 32, 4.0, 4),
+    (10, 32, 4.0, 10),
+    (20, 32, 4.0, 4),
+    (20, 32, 4.0, 10),
+)
 BLOB_SAMPLES = 2000
 
 
 def parse_setting(text: str) -> tuple[str, object]:
     key, _, value = text.partition("=")
     default = getattr(ChooseKSettings(), key)
+    if value.lower() in ("none", "null"):
+        return key, None
     return key, type(default)(value)
+
+
+def blob_sizes(k: int, ratio: float) -> list[int]:
+    """``k`` cluster sizes adding up to about BLOB_SAMPLES, the largest ``ratio`` times the
+    smallest, falling geometrically."""
+    weights = float(ratio) ** -np.linspace(0, 1, k)
+    return [max(1, int(n)) for n in np.round(BLOB_SAMPLES * weights / weights.sum())]
 
 
 def study_one(
@@ -93,13 +115,15 @@ def main() -> None:
         load = functools.partial(_load_run, mine, args.neighbors)
         jobs.append((name, int(seed or 0), load))
     if args.blobs:
-        for k, dims, spread in BLOBS:
+        for k, dims, spread, ratio in BLOBS:
+            sizes = blob_sizes(k, ratio)
+            shown = "" if ratio == 1 else f", sizes {min(sizes)}-{max(sizes)}"
             for seed in (int(text) for text in args.blob_seeds.split(",")):
                 jobs.append(
                     (
-                        f"blobs K={k} D={dims} σ={spread:g}",
+                        f"blobs K={k} D={dims} σ={spread:g}{shown}",
                         seed,
-                        lambda k=k, d=dims, s=spread, seed=seed: _blobs(k, d, s, seed),
+                        lambda n=sizes, d=dims, s=spread, seed=seed: _blobs(n, d, s, seed),
                     )
                 )
     print("| data | seed | true K | " + " | ".join(criteria) + " | time |")
@@ -138,9 +162,9 @@ def _load_run(mine: Path, at_least: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return features, neighbors, targets
 
 
-def _blobs(k: int, dims: int, spread: float, seed: int) -> tuple[np.ndarray, ...]:
+def _blobs(sizes: list[int], dims: int, spread: float, seed: int) -> tuple[np.ndarray, ...]:
     features, targets = make_blobs(
-        BLOB_SAMPLES, n_features=dims, centers=k, cluster_std=spread, random_state=seed
+        sizes, n_features=dims, cluster_std=spread, center_box=(-10, 10), random_state=seed
     )
     features = features.astype(np.float32)
     return features, knn_graph(features, 20), targets

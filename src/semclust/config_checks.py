@@ -157,6 +157,7 @@ RULES: list[Rule] = [
     ("choose_k.communities_resolution", *POSITIVE),
     ("choose_k.communities_min_size", *NON_NEGATIVE),
     ("choose_k.communities_repeats", *POSITIVE_INT),
+    ("choose_k.communities_equal_share", *either(None, FRACTION)),
     ("trainer.num_nodes", *POSITIVE_INT),
     ("trainer.log_every_n_steps", *POSITIVE_INT),
 ]

@@ -97,6 +97,7 @@ def test_valid_variants_pass(compose_config, overrides):
         ("choose_k.k_min=1", "choose_k.k_min"),
         ("choose_k.k_max=1", "choose_k.k_max"),
         ("choose_k.criterion=gap", "choose_k.criterion"),
+        ("choose_k.communities_equal_share=1.5", "choose_k.communities_equal_share"),
         ("classic.select_by=accuracy", "classic.select_by"),
         ("classic.features=labels", "classic.features"),
         ("classic.methods=[{name:kmeans,n_init:0}]", "classic.methods[0].n_init"),

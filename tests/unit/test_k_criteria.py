@@ -8,7 +8,11 @@ from omegaconf import OmegaConf
 from sklearn.datasets import make_blobs
 
 from semclust.clustering.choose_k import estimate_k, write_k_choice
-from semclust.clustering.graph_communities import communities_k, neighbors_per_cluster
+from semclust.clustering.graph_communities import (
+    communities_k,
+    count_communities,
+    neighbors_per_cluster,
+)
 from semclust.clustering.k_criteria import (
     eigengap_k,
     gmm_bic_k,
@@ -201,6 +205,41 @@ def test_communities_count_only_cluster_sized_ones_and_size_the_graph_to_k():
     # 302 images in 3 clusters: a seventh of 100 is 14 neighbours, so the graph is redone.
     assert "neighbours sized to the images per cluster: 20 -> 14" in estimate.reason
     assert "of the 14-neighbour graph" in estimate.reason
+
+
+def test_communities_of_equal_size_are_read_in_median_sized_ones():
+    # Eight clusters of 50, one of which the graph splits into two halves with no edge between.
+    neighbors = cliques([50] * 7 + [25, 25])[:, :20]
+    estimate = communities_k(neighbors, range(2, 13), SEED)
+    assert estimate.k == 8 and estimate.typical == 50.0
+    assert "9 of the 9 Louvain communities" in estimate.reason
+    assert "as many images as 8 communities of their median size (50 images" in estimate.reason
+    plain = communities_k(neighbors, range(2, 13), SEED, equal_share=None)
+    assert plain.k == 9 and plain.typical is None and "median" not in plain.reason
+
+
+def test_communities_of_unequal_size_keep_the_plain_count():
+    # Sizes falling from 120 to 30: no common size, so halves and merges cannot be told apart.
+    sizes = [120, 100, 85, 70, 60, 50, 40, 30]
+    estimate = communities_k(cliques(sizes)[:, :20], range(2, 13), SEED)
+    assert estimate.k == 8
+    assert "sizes too unequal to go by, so the count" in estimate.reason
+
+
+@pytest.mark.parametrize(
+    ("sizes", "equal_share", "expected"),
+    [
+        # COIL-20, seed 1's folder run: two objects split, two shared among three communities.
+        ([94, 90, 89, 85] + [72] * 11 + [55, 54, 50, 47, 31, 28, 25], 0.5, (22, 20, 20)),
+        ([94, 90, 89, 85] + [72] * 11 + [55, 54, 50, 47, 31, 28, 25], None, (22, 20, 22)),
+        ([300, 100, 100, 100, 5], 0.5, (4, 6, 6)),  # a merge of three, and a stray outlier
+        ([300, 150, 75, 40], 0.5, (4, 5, 4)),  # unequal: none within 20 % of the median
+        ([], 0.5, (0, 0, 0)),
+    ],
+)
+def test_count_communities(sizes, equal_share, expected):
+    count = count_communities(np.array(sizes), 24, equal_share)
+    assert (count.counted, count.by_size, count.k) == expected
 
 
 def test_communities_clip_to_the_range_and_read_few_mined_neighbours():

@@ -263,6 +263,7 @@ def _estimate(
             settings.communities_resolution,
             settings.communities_min_size,
             settings.communities_repeats,
+            settings.communities_equal_share,
         )
     if name == "eigengap":
         return eigengap_k(neighbors, ks, seed)

@@ -41,6 +41,8 @@ class KEstimate:
     y_label: str = ""
     #: A level the criterion compares the curve with (merge: its threshold), or None.
     threshold: float | None = None
+    #: The typical value the criterion reads the curve in (communities: the median size).
+    typical: float | None = None
 
     def as_dict(self) -> dict:
         """Plain types only, for the manifest."""
@@ -53,6 +55,7 @@ class KEstimate:
                 "x_label": self.x_label,
                 "y_label": self.y_label,
                 "threshold": self.threshold,
+                "typical": self.typical,
             },
         }
 

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 def k_criteria_figure(criteria: Mapping[str, Mapping[str, Any]], chosen_k: int) -> Figure:
     """One panel per criterion with a curve: the curve, its own K (dotted), the chosen K
-    (dashed red) and the criterion's threshold where it has one."""
+    (dashed red) and the criterion's threshold and typical value where it has them."""
     drawn = {
         name: entry
         for name, entry in criteria.items()
@@ -36,6 +36,8 @@ def k_criteria_figure(criteria: Mapping[str, Mapping[str, Any]], chosen_k: int) 
         axis.axvline(chosen_k, color="tab:red", linestyle="--", label=f"chosen K={chosen_k}")
         if curve.get("threshold") is not None:
             axis.axhline(curve["threshold"], color="tab:green", label="threshold")
+        if curve.get("typical") is not None:
+            axis.axhline(curve["typical"], color="tab:purple", linestyle=":", label="median")
         axis.legend(loc="best", fontsize=7)
         axis.set_title(f"{name}: K={entry['k']}", fontsize=9)
         axis.set_xlabel(curve.get("x_label", ""), fontsize=8)

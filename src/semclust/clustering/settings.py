@@ -116,6 +116,12 @@ class ChooseKSettings:
     #: communities: a community counts as a cluster when it holds this share of an average
     #: cluster at k_max (smaller ones are stray outliers).
     communities_min_size: float = 0.5
+    #: communities: read the count in units of the median community (SCAN's entropy term
+    #: expects clusters of about equal size) when at least this share of the counted images
+    #: lie in communities within 20 % of the median size; null keeps the plain count.
+    #: COIL-20 seed 1's folder run: 22 communities, 20 in median units, 61 % of the images
+    #: in median-sized ones; unequal blobs 15-36 % (docs/BENCHMARKS.md, "Choosing K").
+    communities_equal_share: float | None = 0.5
     #: merge: k-means pieces to start from (0: 3 × k_max).
     merge_over_clusters: int = 0
     #: merge: two groups merge while this share of the smaller one's neighbour pairs crosses.
