@@ -213,7 +213,9 @@ def test_communities_of_equal_size_are_read_in_median_sized_ones():
     estimate = communities_k(neighbors, range(2, 13), SEED)
     assert estimate.k == 8 and estimate.typical == 50.0
     assert "9 of the 9 Louvain communities" in estimate.reason
-    assert "as many images as 8 communities of their median size (50 images" in estimate.reason
+    assert "they hold as many images as 8 communities of their median size (50 images" in (
+        estimate.reason
+    )
     plain = communities_k(neighbors, range(2, 13), SEED, equal_share=None)
     assert plain.k == 9 and plain.typical is None and "median" not in plain.reason
 
@@ -223,7 +225,7 @@ def test_communities_of_unequal_size_keep_the_plain_count():
     sizes = [120, 100, 85, 70, 60, 50, 40, 30]
     estimate = communities_k(cliques(sizes)[:, :20], range(2, 13), SEED)
     assert estimate.k == 8
-    assert "sizes too unequal to go by, so the count" in estimate.reason
+    assert "sizes too unequal to go by, so the count stands" in estimate.reason
 
 
 @pytest.mark.parametrize(
