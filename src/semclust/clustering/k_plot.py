@@ -37,7 +37,7 @@ def k_criteria_figure(criteria: Mapping[str, Mapping[str, Any]], chosen_k: int) 
         if curve.get("threshold") is not None:
             axis.axhline(curve["threshold"], color="tab:green", label="threshold")
         if curve.get("typical") is not None:
-            axis.axhline(curve["typical"], color="tab:purple", linestyle=":", label="median")
+            axis.axhline(curve["typical"], color="tab:purple", linestyle=":", label="median size")
         axis.legend(loc="best", fontsize=7)
         axis.set_title(f"{name}: K={entry['k']}", fontsize=9)
         axis.set_xlabel(curve.get("x_label", ""), fontsize=8)
