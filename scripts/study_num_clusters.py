@@ -2,15 +2,17 @@
 features (issue 15).
 
     python scripts/study_num_clusters.py --run digits/0=RUN_DIR [--run NAME/SEED=RUN_DIR ...]
-        [--blobs] [--k-max 30] [--set merge_threshold=0.1 ...] [--json OUT.json]
+        [--unequal 4 ...] [--blobs] [--k-max 30] [--set merge_threshold=0.1 ...]
+        [--json OUT.json]
 
 A ``--run`` is a run directory whose mine stage saved ``mine/train_features.npy``,
 ``train_neighbors.npy`` and ``train_targets.npy`` (``python train.py stages=[pretext,mine]``):
 the features and the mined kNN graph that ``data.num_clusters=auto`` reads (made exactly with
-``--neighbors`` neighbours where the run mined fewer). ``--blobs`` adds scikit-learn's
-Gaussian blobs (several K, dimensions and spreads, clusters of equal and of unequal sizes,
-seeds 0-2) with an exact kNN graph of 20 neighbours. The labels only give the true K of the
-table; no criterion sees them.
+``--neighbors`` neighbours where the run mined fewer); ``--unequal R`` adds each run's
+images subsampled to classes of unequal size (the largest R times the smallest). ``--blobs``
+adds scikit-learn's Gaussian blobs (several K, dimensions and spreads, clusters of equal and
+of unequal sizes, seeds 0-2) with an exact kNN graph of 20 neighbours. The labels only give
+the true K of the table; no criterion sees them.
 Prints a Markdown table: one row per (data, seed), one column per criterion.
 """
 
@@ -101,6 +103,14 @@ def main() -> None:
         help="a run that mined fewer neighbours gets an exact graph of this many (data=folder "
         "mines 20; experiment=coil20 only 10)",
     )
+    parser.add_argument(
+        "--unequal",
+        type=float,
+        action="append",
+        default=[],
+        help="also each run's images subsampled to class sizes falling geometrically, the "
+        "largest this many times the smallest (repeatable)",
+    )
     args = parser.parse_args()
     criteria = args.criteria.split(",")
     unknown = set(criteria) - set(CRITERIA)
@@ -114,6 +124,16 @@ def main() -> None:
         mine = Path(run_dir) / "mine"
         load = functools.partial(_load_run, mine, args.neighbors)
         jobs.append((name, int(seed or 0), load))
+        for ratio in args.unequal:
+            jobs.append(
+                (
+                    f"{name}, classes {ratio:g}x apart",
+                    int(seed or 0),
+                    lambda load=load, ratio=ratio, seed=int(seed or 0): _unequal(
+                        load(), ratio, seed
+                    ),
+                )
+            )
     if args.blobs:
         for k, dims, spread, ratio in BLOBS:
             sizes = blob_sizes(k, ratio)
@@ -160,6 +180,26 @@ def _load_run(mine: Path, at_least: int) -> tuple[np.ndarray, np.ndarray, np.nda
     if neighbors.shape[1] < at_least:
         neighbors = knn_graph(features, at_least)
     return features, neighbors, targets
+
+
+def _unequal(
+    loaded: tuple[np.ndarray, np.ndarray, np.ndarray], ratio: float, seed: int
+) -> tuple[np.ndarray, ...]:
+    """A seeded subsample of a run's images whose classes (in a seeded order) keep sizes
+    falling geometrically from the smallest class's size to ``ratio`` times less; an exact
+    20-neighbour graph of the subsample."""
+    features, _, targets = loaded
+    rng = np.random.default_rng(seed)
+    classes = rng.permutation(np.unique(targets[targets >= 0]))
+    largest = min(int(np.sum(targets == c)) for c in classes)
+    sizes = np.round(largest * float(ratio) ** -np.linspace(0, 1, len(classes))).astype(int)
+    rows = np.concatenate(
+        [
+            rng.choice(np.flatnonzero(targets == c), max(int(n), 1), replace=False)
+            for c, n in zip(classes, sizes, strict=True)
+        ]
+    )
+    return features[rows], knn_graph(features[rows], 20), targets[rows]
 
 
 def _blobs(sizes: list[int], dims: int, spread: float, seed: int) -> tuple[np.ndarray, ...]:
