@@ -122,7 +122,8 @@ def main() -> None:
         label, _, run_dir = spec.partition("=")
         name, _, seed = label.partition("/")
         mine = Path(run_dir) / "mine"
-        load = functools.partial(_load_run, mine, args.neighbors)
+        # Cached: the --unequal subsamples read the same run.
+        load = functools.cache(functools.partial(_load_run, mine, args.neighbors))
         jobs.append((name, int(seed or 0), load))
         for ratio in args.unequal:
             jobs.append(
@@ -191,8 +192,8 @@ def _unequal(
     features, _, targets = loaded
     rng = np.random.default_rng(seed)
     classes = rng.permutation(np.unique(targets[targets >= 0]))
-    largest = min(int(np.sum(targets == c)) for c in classes)
-    sizes = np.round(largest * float(ratio) ** -np.linspace(0, 1, len(classes))).astype(int)
+    start = min(int(np.sum(targets == c)) for c in classes)
+    sizes = np.round(start * float(ratio) ** -np.linspace(0, 1, len(classes))).astype(int)
     rows = np.concatenate(
         [
             rng.choice(np.flatnonzero(targets == c), max(int(n), 1), replace=False)

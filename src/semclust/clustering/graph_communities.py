@@ -14,8 +14,7 @@ median size), as SCAN's entropy term expects clusters to be: on real features a 
 fall apart in two communities while others merge, so the count is off by one or two where
 the images in median-sized communities are not (COIL-20, seed 1's folder run: 22 or 23
 communities of 25 to 102 images whose median, 72, is one object's views; 1,440 images make
-20 such).
-Clusters of unequal size (no common size) keep the plain count.
+20 such). Clusters of unequal size (no common size) keep the plain count.
 
 Measured in docs/BENCHMARKS.md ("Choosing K"): the true K on the digits, MNIST and COIL-20
 features of seeds 0-2, where the plain count said 11 on digits and 22 on one COIL-20 seed,
@@ -104,9 +103,9 @@ def communities_k(
     their median size where ``equal_share`` of their images lie in median-sized communities
     (None: the plain count; see :func:`count_communities`), clipped to ``k_values``; the
     median of ``repeats`` Louvain runs (seeds ``seed``, ``seed + 1``, ...: one run's count
-    varies by one or two on COIL-20).
-    The graph takes the first :func:`neighbors_per_cluster` columns of ``neighbors`` for
-    that K (see the module docstring)."""
+    varies by one or two on COIL-20). The graph takes the first
+    :func:`neighbors_per_cluster` columns of ``neighbors`` for that K (see the module
+    docstring)."""
     ks = sorted(int(k) for k in k_values)
     neighbors = check_neighbors(neighbors, len(neighbors))
     images, available = neighbors.shape

@@ -119,7 +119,7 @@ class ChooseKSettings:
     #: communities: read the count in units of the median community (SCAN's entropy term
     #: expects clusters of about equal size) when at least this share of the counted images
     #: lie in communities within 20 % of the median size; null keeps the plain count.
-    #: COIL-20 seed 1's folder run: 22 communities, 20 in median units, 61 % of the images
+    #: COIL-20 seed 1's folder run: 23 communities, 20 in median units, 65 % of the images
     #: in median-sized ones; unequal blobs 15-36 % (docs/BENCHMARKS.md, "Choosing K").
     communities_equal_share: float | None = 0.5
     #: merge: k-means pieces to start from (0: 3 × k_max).
