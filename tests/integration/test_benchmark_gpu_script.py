@@ -1,4 +1,5 @@
-"""scripts/benchmark_gpu.py on a tiny folder and the CPU: the figures it reads exist."""
+"""scripts/benchmark_gpu.py on a tiny folder and the CPU: the figures it reads exist, and
+what the reference harness prints is read back (a stand-in harness: the real one needs CUDA)."""
 
 import json
 import subprocess
@@ -9,6 +10,20 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
+
+# Prints what ../shared/anchors/scan_reference/bench_ref.py prints (its two f-strings), and
+# the arguments it was given.
+STAND_IN_HARNESS = """
+import argparse, json
+ap = argparse.ArgumentParser()
+for name in ("--data", "--steps", "--warmup", "--workers", "--batch"):
+    ap.add_argument(name)
+ap.add_argument("--purity", action="store_true")
+a = ap.parse_args()
+open("arguments.json", "w").write(json.dumps(vars(a)))
+print("reference simclr: 96 images in 0.50 s = 192.0 images/s (batch 32, workers 0, loss 4.1)")
+print(f"reference knn purity@20 after {int(a.warmup) + int(a.steps)} steps: 0.3821")
+"""
 
 
 def test_smoke_run_writes_every_figure_the_gpu_table_needs(tmp_path):
@@ -21,12 +36,16 @@ def test_smoke_run_writes_every_figure_the_gpu_table_needs(tmp_path):
             pixels[8:24, 8:24] = 80 * label
             Image.fromarray(pixels).save(folder / f"{i}.jpg")
     out = tmp_path / "gpu.json"
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    (reference / "bench_ref.py").write_text(STAND_IN_HARNESS)
     command = [
         sys.executable,
         "scripts/benchmark_gpu.py",
         f"--data={tmp_path / 'data'}",
         f"--work={tmp_path / 'work'}",
         f"--out={out}",
+        f"--reference={reference}",
         "--smoke",
         "--epochs=2",
         "--scan-epochs=2",
@@ -42,8 +61,16 @@ def test_smoke_run_writes_every_figure_the_gpu_table_needs(tmp_path):
     result = json.loads(out.read_text())
     for key in ("simclr_images_per_s", "mine_50k_s", "scan_epoch_s", "purity_after_2_epochs"):
         assert isinstance(result[key], float) and result[key] > 0, key
-    assert result["mine_images"] == 120 and result["reference_images_per_s"] is None
+    assert result["mine_images"] == 120
+    # Two epochs of 120 images at 32, the last partial batch dropped: 3 steps each, 6 in all.
+    given = json.loads((reference / "arguments.json").read_text())
+    assert (int(given["warmup"]), int(given["steps"])) == (3, 3)
+    assert given["batch"] == "32" and given["workers"] == "0" and given["purity"] is True
+    assert result["reference_images_per_s"] == 192.0
+    assert result["reference_purity_after_2_epochs"] == 0.3821
+    assert result["simclr_speedup"] == round(result["simclr_images_per_s"] / 192.0, 2)
     assert result["semclust"]["input_path"] == [
         "views made in batches on the training device (0 MiB decoded)"
     ]
     assert "| SimCLR images/s (batch 32) |" in process.stdout
+    assert "| 0.3821 |" in process.stdout
