@@ -149,7 +149,15 @@ def main() -> None:
     run_dir = args.work / "run"
     args.work.mkdir(parents=True, exist_ok=True)
     ours = semclust_run(args, run_dir)
-    theirs = reference_run(args, ours["mine_images"]) if args.reference else {}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    # Written now as well, so a device call that runs out of time keeps semclust's figures.
+    result = write_result(args, ours, {})
+    if args.reference:
+        result = write_result(args, ours, reference_run(args, ours["mine_images"]))
+    print(table(result, args.epochs))
+
+
+def write_result(args: argparse.Namespace, ours: dict, theirs: dict) -> dict:
     result = {
         "device": device_name(),
         "date": time.strftime("%Y-%m-%d"),
@@ -169,9 +177,8 @@ def main() -> None:
         "semclust": ours,
         "reference": theirs,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(table(result, args.epochs))
+    return result
 
 
 def _ratio(ours: float | None, theirs: float | None) -> float | None:

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Issue 12's checks on the offline GPU machine (../shared/GPU.md), prepared here so that a
+# session's few device minutes go to measuring: two device calls of a few minutes each.
+#
+#   Here, with the package registry, once:    bash scripts/gpu_check.sh prepare
+#   There (the run tool, carry [".device"]):  bash scripts/gpu_check.sh benchmark   (~5 min)
+#                                             bash scripts/gpu_check.sh tests       (the suite)
+#
+# Both device steps write under $OUT: imports.txt (every declared dependency: version or
+# missing), then benchmark.log, gpu.json (docs/benchmarks/gpu.json), semclust.log and the
+# run's manifest.json; or tests.log (pytest -v, one line per test as it ends, so a run cut
+# short still says how far it got). Each step stops itself before the tool's 600 s limit.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-/tmp/gpu_check}
+shared=${SHARED:-../shared}
+
+# Declared dependencies the GPU machine may lack and small enough to carry (the carry holds
+# 64 MiB with the tree; ../shared/device/prepare.sh fills about 38 MB of it). opencv and
+# numba's llvmlite are about 60 MB each and do not fit: imports.txt says if they are missing.
+EXTRAS="open_clip_torch:open_clip ftfy:ftfy wcwidth:wcwidth regex:regex ImageHash:imagehash
+PyWavelets:pywt datasketch:datasketch networkx:networkx"
+REPORTED="torch torchvision pytorch_lightning hydra omegaconf faiss timm pytorch_grad_cam
+tensorboard sklearn scipy numpy safetensors matplotlib umap numba skimage cv2 tqdm xdist"
+
+install_missing_extras() {
+  for pair in $EXTRAS; do
+    dist=${pair%%:*} module=${pair##*:}
+    python3 -c "import $module" 2>/dev/null && continue
+    wheel=$(ls .device/extra | grep -i "^${dist//-/_}-" | head -1)
+    [ -n "$wheel" ] && python3 -m pip install -q --no-index --no-deps --no-compile \
+      --target /tmp/site ".device/extra/$wheel" && echo "installed $wheel"
+  done
+}
+
+report_imports() {
+  for pair in $EXTRAS $REPORTED; do
+    module=${pair##*:}
+    python3 -c "import $module as m; print('$module', getattr(m, '__version__', '?'))" \
+      2>/dev/null || echo "$module MISSING"
+  done
+  python3 -c "import torch; print('cuda', torch.version.cuda, torch.cuda.get_device_name())"
+}
+
+case "${1:-}" in
+prepare)
+  "$shared/device/prepare.sh"
+  mkdir -p .device/extra
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 -d .device/extra $(for pair in $EXTRAS; do
+      echo "${pair%%:*}"; done)
+  du -sh .device
+  ;;
+benchmark | tests)
+  mkdir -p "$out"
+  # shellcheck disable=SC1091
+  source .device/remote.sh
+  install_missing_extras
+  report_imports > "$out/imports.txt" 2>&1
+  grep MISSING "$out/imports.txt"
+  if [ "$1" = benchmark ]; then
+    work=/tmp/semclust_gpu_benchmark
+    timeout 540 python3 scripts/benchmark_gpu.py --data /tmp/data/cifar10_jpg_train \
+      --reference .device/scan_reference --workers 15 --work "$work" --out "$out/gpu.json" \
+      > "$out/benchmark.log" 2>&1
+    status=$?
+    cp "$work/semclust.log" "$work/run/manifest.json" "$out/" 2>/dev/null
+    tail -20 "$out/benchmark.log"
+  else
+    timeout 540 python3 -m pytest -v -n 8 -p no:cacheprovider > "$out/tests.log" 2>&1
+    status=$?
+    grep -E "FAILED|ERROR" "$out/tests.log" | head -40
+    tail -3 "$out/tests.log"
+  fi
+  exit $status
+  ;;
+*)
+  echo "usage: bash scripts/gpu_check.sh prepare|benchmark|tests" >&2
+  exit 2
+  ;;
+esac
