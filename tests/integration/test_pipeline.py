@@ -164,3 +164,25 @@ def test_a_stage_continued_under_other_software_says_so(tiny_config, tmp_path, c
     assert len(warned) == 1 and "torch 0.0.1 ->" in warned[0], warned
     recorded = json.loads(manifest_path.read_text())["stages"]["pretext"]["environment"]
     assert recorded["versions"]["torch"] == torch.__version__.split("+")[0]
+
+
+def test_bf16_mixed_precision_runs_every_stage_with_float32_features(tiny_config, tmp_path):
+    # trainer=gpu trains under bf16 autocast; Lightning autocasts on the CPU as well, so the
+    # half-precision outputs of every stage are checked here before a GPU sees them.
+    summary = train(
+        tiny_config(
+            "trainer.precision=bf16-mixed",
+            "selflabel.threshold=0.0",
+            "selflabel.min_clusters_kept_fraction=0",
+        )
+    )
+    assert summary["final_stage"] == "selflabel"
+    run_dir = tmp_path / "run"
+    for split in ("train", "val"):
+        features = np.load(run_dir / f"mine/{split}_features.npy")
+        assert features.dtype == np.float32 and np.isfinite(features).all()
+    stages = _manifest(run_dir)["stages"]
+    assert stages["pretext"]["config"]["trainer"]["precision"] == "bf16-mixed"
+    for stage in ("scan", "selflabel"):
+        scores = stages[stage]["metrics"]
+        assert all(np.isfinite(scores[key]) and scores[key] > 0 for key in ("acc", "nmi"))
