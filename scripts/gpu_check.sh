@@ -3,7 +3,7 @@
 # session's few device minutes go to measuring: two device calls of a few minutes each.
 #
 #   Here, with the package registry, once:    bash scripts/gpu_check.sh prepare
-#   There (the run tool, carry [".device"]):  bash scripts/gpu_check.sh benchmark   (~5 min)
+#   There (the run tool, carry [".device"]):  bash scripts/gpu_check.sh benchmark   (est. 5 min)
 #                                             bash scripts/gpu_check.sh tests       (the suite)
 #
 # Both device steps write under $OUT: imports.txt (every declared dependency: version or

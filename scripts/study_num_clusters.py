@@ -120,21 +120,15 @@ def main() -> None:
     jobs = []
     for spec in args.run:
         label, _, run_dir = spec.partition("=")
-        name, _, seed = label.partition("/")
+        name, _, seed_text = label.partition("/")
+        seed = int(seed_text or 0)
         mine = Path(run_dir) / "mine"
         # Cached: the --unequal subsamples read the same run.
         load = functools.cache(functools.partial(_load_run, mine, args.neighbors))
-        jobs.append((name, int(seed or 0), load))
+        jobs.append((name, seed, load))
         for ratio in args.unequal:
-            jobs.append(
-                (
-                    f"{name}, classes {ratio:g}x apart",
-                    int(seed or 0),
-                    lambda load=load, ratio=ratio, seed=int(seed or 0): _unequal(
-                        load(), ratio, seed
-                    ),
-                )
-            )
+            subsample = functools.partial(_unequal_from, load, ratio, seed)
+            jobs.append((f"{name}, classes {ratio:g}x apart", seed, subsample))
     if args.blobs:
         for k, dims, spread, ratio in BLOBS:
             sizes = blob_sizes(k, ratio)
@@ -181,6 +175,10 @@ def _load_run(mine: Path, at_least: int) -> tuple[np.ndarray, np.ndarray, np.nda
     if neighbors.shape[1] < at_least:
         neighbors = knn_graph(features, at_least)
     return features, neighbors, targets
+
+
+def _unequal_from(load, ratio: float, seed: int) -> tuple[np.ndarray, ...]:
+    return _unequal(load(), ratio, seed)
 
 
 def _unequal(
