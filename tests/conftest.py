@@ -13,6 +13,10 @@ from semclust.models import ClusteringModel, build_backbone
 
 register_configs()  # the config groups whose defaults live in code, as train.py does
 
+# cuDNN convolves in TF32 by default on a GPU (rounding near 1e-3); tests that compare features
+# made there (mining, predict) with a CPU recompute at 1e-4 need float32 arithmetic on both.
+torch.backends.cudnn.allow_tf32 = False
+
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
 # A run small enough for a test: few epochs, a narrow network, the 360-image digits split.
