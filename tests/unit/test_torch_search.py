@@ -55,7 +55,8 @@ def test_search_neighbors_takes_the_torch_path_when_a_device_is_there(monkeypatc
     assert search_neighbors(features, 5, "exact", use_gpu=False).params == {}
 
 
-def test_kmeans_in_torch_agrees_with_scikit_learn_and_repeats_itself():
+def test_kmeans_in_torch_agrees_with_scikit_learn_and_repeats_itself(monkeypatch):
+    monkeypatch.setattr(scores_module, "cuda_device", lambda: None)  # scikit-learn's, on a GPU too
     points, truth = make_blobs(900, n_features=16, centers=6, cluster_std=1.5, random_state=3)
     labels = kmeans_torch(points.astype(np.float32), 6, seed=0, device=CPU)
     assert labels.shape == (900,) and set(np.unique(labels)) == set(range(6))
@@ -94,3 +95,18 @@ def test_kmeans_predictions_use_the_device_when_there_is_one(monkeypatch):
 def test_kmeans_in_torch_refuses_more_clusters_than_points():
     with pytest.raises(ValueError, match="cannot make 5 clusters of 3 samples"):
         kmeans_torch(_features(3, 4), 5, seed=0, device=CPU)
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@needs_cuda
+def test_on_the_gpu_search_and_kmeans_agree_with_the_cpu():
+    features = _features(2000, 64)
+    on_gpu = exact_neighbors_torch(features, 10, torch.device("cuda"))
+    on_cpu = exact_neighbors_torch(features, 10, CPU)
+    assert (on_gpu == on_cpu).mean() > 0.99  # float32 rounding may swap near-equal neighbours
+    points, truth = make_blobs(2000, n_features=16, centers=6, cluster_std=1.5, random_state=3)
+    labels = kmeans_torch(points.astype(np.float32), 6, seed=0, device=torch.device("cuda"))
+    assert adjusted_rand_score(truth, labels) > 0.95
+    assert adjusted_rand_score(kmeans_torch(points, 6, seed=0, device=CPU), labels) > 0.95
