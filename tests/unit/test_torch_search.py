@@ -97,10 +97,7 @@ def test_kmeans_in_torch_refuses_more_clusters_than_points():
         kmeans_torch(_features(3, 4), 5, seed=0, device=CPU)
 
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-
-
-@needs_cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_the_gpu_search_and_kmeans_agree_with_the_cpu():
     features = _features(2000, 64)
     on_gpu = exact_neighbors_torch(features, 10, torch.device("cuda"))
