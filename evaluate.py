@@ -5,11 +5,12 @@ With `predict.input_dir=DIR predict.out=OUT` it clusters a folder instead, as
 `semclust predict` does.
 """
 
+from pathlib import Path
+
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from semclust.config_store import register_configs
-from semclust.evaluation import evaluate
 from semclust.runlog import USER_ERRORS, exit_on_error
 
 register_configs()
@@ -18,6 +19,13 @@ register_configs()
 @hydra.main(config_path="configs", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
+        # The command line's mistakes are reported before torch loads (about 8 s of startup).
+        if OmegaConf.is_missing(cfg, "ckpt"):
+            raise ValueError("ckpt is required: python evaluate.py ckpt=<checkpoint or model>")
+        if not Path(cfg.ckpt).exists():
+            raise FileNotFoundError(f"ckpt={cfg.ckpt} does not exist")
+        from semclust.evaluation import evaluate
+
         evaluate(cfg)
     except USER_ERRORS as error:
         exit_on_error(error, "evaluate.py")

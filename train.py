@@ -11,8 +11,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from semclust.budget import EXIT_OUT_OF_TIME, OutOfTime
+from semclust.config_checks import check_config
 from semclust.config_store import register_configs
-from semclust.pipeline import train
 from semclust.runlog import USER_ERRORS, exit_on_error, in_distributed_run
 from semclust.shorthand import register_timm_backbone_shorthand
 
@@ -24,6 +24,10 @@ register_timm_backbone_shorthand(sys.argv[1:], Path(__file__).parent / "configs"
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
+        # A mistyped value is reported before torch and Lightning load (about 8 s of startup).
+        check_config(cfg)
+        from semclust.pipeline import train
+
         train(cfg, HydraConfig.get().overrides.task)
     except OutOfTime as reason:
         print(f"train.py: {reason}; run the same command again to continue", file=sys.stderr)

@@ -8,8 +8,6 @@ after a kill (``semclust.stages.checkpointing``).
 
 import time
 
-import torch
-
 #: Exit status of a run that stopped on its budget and wants to be started again
 #: (EX_TEMPFAIL: "try again later").
 EXIT_OUT_OF_TIME = 75
@@ -40,6 +38,8 @@ def spent_everywhere() -> bool:
     """:func:`spent` as rank zero sees it, on every process, so that all stop together."""
     if _deadline is None:
         return False
+    import torch  # loaded by the training stage that asks; the budget itself needs none
+
     decision = [spent()]
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.broadcast_object_list(decision, src=0)

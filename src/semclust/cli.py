@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 from semclust.clustering.settings import ClassicSettings
 from semclust.grouping.settings import LINK_MODES, METHODS, GroupOptions
-from semclust.inference.predict import PredictOptions
+from semclust.inference.options import LINK_MODES as PREDICT_LINK_MODES
+from semclust.inference.options import PredictOptions
 
 #: Errors that come from the user's input; anything else is a bug and keeps its traceback.
 _USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, NotADirectoryError)
@@ -152,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--link",
-        choices=("symlink", "copy", "none"),
+        choices=PREDICT_LINK_MODES,
         default=defaults.link,
         help=f"how per-cluster folders refer to the inputs (default {defaults.link})",
     )

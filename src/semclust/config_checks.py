@@ -15,10 +15,14 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from semclust.clustering.choose_k import CRITERIA
-from semclust.clustering.features import REDUCTIONS
-from semclust.clustering.methods import METHODS, check_method_params
-from semclust.clustering.selection import SCORE_SPACES, SELECTION_CRITERIA
+from semclust.clustering.settings import (
+    CRITERIA,
+    METHODS,
+    REDUCTIONS,
+    SCORE_SPACES,
+    SELECTION_CRITERIA,
+    check_method_params,
+)
 
 #: Whether a value is allowed, and the allowed values in words ("an integer >= 1").
 Check = tuple[Callable[[Any], bool], str]

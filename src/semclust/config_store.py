@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from hydra.core.config_store import ConfigStore
 
 from semclust.clustering.settings import ChooseKSettings, ClassicSettings
-from semclust.inference.predict import PredictOptions
+from semclust.inference.options import PredictOptions
 
 
 @dataclass

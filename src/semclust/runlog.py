@@ -10,10 +10,10 @@ import sys
 import traceback
 from pathlib import Path
 
-from semclust.rundir import MissingArtifactError, RunDirectoryError
-
 #: Exceptions whose message tells the user what to change; anything else is a bug of ours.
-USER_ERRORS = (ValueError, OSError, MissingArtifactError, RunDirectoryError)
+#: They include the run directory's MissingArtifactError (an OSError) and RunDirectoryError
+#: (a ValueError); naming those here would load torch before a config mistake is reported.
+USER_ERRORS = (ValueError, OSError)
 
 _FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 _log_file: Path | None = None
@@ -52,10 +52,9 @@ def report_user_error(error: BaseException, program: str) -> int:
 
 def in_distributed_run() -> bool:
     """Whether this process is one of several (DDP), started or about to be."""
-    import torch.distributed
-
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size() > 1
+    distributed = sys.modules.get("torch.distributed")  # not loaded: no process group yet
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        return distributed.get_world_size() > 1
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 

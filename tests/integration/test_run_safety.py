@@ -207,10 +207,21 @@ def test_a_deleted_output_makes_its_stage_run_again(tiny_config, tmp_path, caplo
     assert (run_dir / "mine" / "train_neighbors.npy").is_file()
 
 
-def test_evaluate_py_reports_a_missing_checkpoint_in_one_line(tmp_path):
-    """Before, Hydra failed on its own run directory (a null output_dir) with a traceback."""
+@pytest.mark.parametrize(
+    ("ckpt_argument", "message"),
+    [
+        # Before, Hydra failed on its own run directory (a null output_dir) with a traceback.
+        ("ckpt={missing}", "missing.ckpt does not exist"),
+        # Before, OmegaConf's MissingMandatoryValue traceback.
+        (None, "ckpt is required"),
+    ],
+)
+def test_evaluate_py_reports_a_missing_checkpoint_in_one_line(tmp_path, ckpt_argument, message):
+    arguments = (
+        [] if ckpt_argument is None else [ckpt_argument.format(missing=tmp_path / "missing.ckpt")]
+    )
     process = subprocess.run(
-        [sys.executable, "evaluate.py", f"ckpt={tmp_path / 'missing.ckpt'}"],
+        [sys.executable, "evaluate.py", *arguments],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -219,4 +230,4 @@ def test_evaluate_py_reports_a_missing_checkpoint_in_one_line(tmp_path):
     assert process.returncode == 2
     assert "Traceback" not in process.stderr + process.stdout
     errors = [line for line in process.stderr.splitlines() if line.strip()]
-    assert len(errors) == 1 and "missing.ckpt does not exist" in errors[0], process.stderr
+    assert len(errors) == 1 and message in errors[0], process.stderr

@@ -122,6 +122,21 @@ def test_importing_inference_loads_neither_lightning_nor_hydra():
     assert result.stdout.strip() == "[]"
 
 
+def test_the_command_lines_check_their_input_before_torch_loads():
+    """train.py and evaluate.py compose and check the config, and ``semclust`` parses its
+    arguments, with these modules only; torch, scikit-learn and Lightning take ~8 s to load,
+    and a mistyped value should not wait for them."""
+    code = (
+        "import sys, semclust.config_checks, semclust.config_store, semclust.shorthand, "
+        "semclust.runlog, semclust.budget, semclust.cli\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'torchvision', 'sklearn', 'pytorch_lightning', 'numpy')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_no_module_is_over_400_lines():
     lengths = {str(p.relative_to(PACKAGE)): len(p.read_text().splitlines()) for p in MODULES}
     assert {name: length for name, length in lengths.items() if length > 400} == {}

@@ -24,14 +24,14 @@ from semclust.clustering.features import check_features
 from semclust.clustering.graph_communities import communities_k
 from semclust.clustering.k_criteria import KEstimate, eigengap_k, gmm_bic_k, knn_graph, merge_k
 from semclust.clustering.k_plot import plot_k_criteria
-from semclust.clustering.settings import ChooseKSettings
+from semclust.clustering.settings import (
+    CRITERIA,
+    GRAPH_CRITERIA,
+    SWEEP_CRITERIA,
+    ChooseKSettings,
+)
 from semclust.metrics import l2_normalize, label_free_scores
 
-#: Criteria read from the k-means sweep (:func:`sweep_k`, :func:`pick_k`).
-SWEEP_CRITERIA = ("silhouette", "elbow", "calinski_harabasz", "davies_bouldin")
-#: Criteria that need the kNN graph (the mined neighbours, or an exact search).
-GRAPH_CRITERIA = ("communities", "eigengap", "merge")
-CRITERIA = (*SWEEP_CRITERIA, "communities", "eigengap", "gmm_bic", "merge")
 _HIGHER_IS_BETTER = {"silhouette": True, "calinski_harabasz": True, "davies_bouldin": False}
 _NAMES = {
     "silhouette": "silhouette",

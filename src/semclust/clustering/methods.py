@@ -28,18 +28,8 @@ from semclust.clustering.neighbor_graph import (
     eigengap_neighbors,
     resolve_neighbors,
 )
+from semclust.clustering.settings import METHODS, check_method_params
 
-METHODS = ("kmeans", "agglomerative", "dbscan", "gmm", "hdbscan", "spectral", "birch")
-#: The parameters each method accepts; anything else is a typo and raises.
-METHOD_PARAMS = {
-    "kmeans": ("n_init",),
-    "agglomerative": ("linkage", "max_samples"),
-    "gmm": ("covariance_type", "n_init", "max_iter", "reg_covar"),
-    "dbscan": ("eps", "min_samples", "eps_quantile"),
-    "hdbscan": ("min_cluster_size", "min_samples"),
-    "spectral": ("n_neighbors", "assign_labels", "eigen_solver"),
-    "birch": ("threshold", "threshold_quantile", "branching_factor", "max_subclusters"),
-}
 #: How spectral clustering turns its embedding into labels (sklearn's ``assign_labels``).
 ASSIGN_LABELS = ("kmeans", "cluster_qr", "discretize")
 #: Eigen solvers of spectral clustering without pyamg (sklearn's ``eigen_solver``).
@@ -59,15 +49,6 @@ def check_num_clusters(num_clusters: Any, num_samples: int) -> int:
     if not 2 <= num_clusters < num_samples:
         raise ValueError(f"num_clusters must be in [2, N) = [2, {num_samples}), got {num_clusters}")
     return int(num_clusters)
-
-
-def check_method_params(method: str, params: Mapping[str, Any]) -> None:
-    """A ValueError naming any parameter that ``method`` does not take (see METHOD_PARAMS)."""
-    unknown = sorted(set(params) - set(METHOD_PARAMS[method]))
-    if unknown:
-        raise ValueError(
-            f"unknown parameters {unknown} for {method}; it takes {list(METHOD_PARAMS[method])}"
-        )
 
 
 def cluster_labels(

@@ -15,19 +15,17 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from semclust.clustering.features import REDUCTIONS, check_choice, check_features, reduce_features
-from semclust.clustering.methods import (
+from semclust.clustering.features import check_choice, check_features, reduce_features
+from semclust.clustering.methods import assign_noise, check_num_clusters, fit_labels
+from semclust.clustering.settings import (
     METHODS,
-    assign_noise,
+    REDUCTIONS,
+    SCORE_SPACES,
+    SELECTION_CRITERIA,
+    ClassicSettings,
     check_method_params,
-    check_num_clusters,
-    fit_labels,
 )
-from semclust.clustering.settings import ClassicSettings
 from semclust.metrics import clustering_scores, l2_normalize, label_free_scores
-
-SELECTION_CRITERIA = ("silhouette", "calinski_harabasz", "davies_bouldin", "mean_rank")
-SCORE_SPACES = ("input", "reduced")
 
 _SCORE_KEYS = ("silhouette", "calinski_harabasz", "davies_bouldin")
 _HIGHER_IS_BETTER = {"silhouette": True, "calinski_harabasz": True, "davies_bouldin": False}

@@ -3,11 +3,46 @@
 :class:`ClassicSettings` and :class:`ChooseKSettings` are plain dataclasses: the training
 config registers them as Hydra structured configs (groups ``classic`` and ``choose_k``, name
 ``default``), and ``semclust cluster`` and the library functions read the same defaults from
-them. This module imports neither Hydra nor OmegaConf.
+them. The names each option accepts live here too, so that the training config is checked
+before scikit-learn or torch load. This module imports neither Hydra nor OmegaConf.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+#: Reductions of :mod:`semclust.clustering.features`.
+REDUCTIONS = ("none", "pca", "umap", "lle", "spectral_embedding")
+#: Methods of :mod:`semclust.clustering.methods`.
+METHODS = ("kmeans", "agglomerative", "dbscan", "gmm", "hdbscan", "spectral", "birch")
+#: The parameters each method accepts; anything else is a typo and raises.
+METHOD_PARAMS = {
+    "kmeans": ("n_init",),
+    "agglomerative": ("linkage", "max_samples"),
+    "gmm": ("covariance_type", "n_init", "max_iter", "reg_covar"),
+    "dbscan": ("eps", "min_samples", "eps_quantile"),
+    "hdbscan": ("min_cluster_size", "min_samples"),
+    "spectral": ("n_neighbors", "assign_labels", "eigen_solver"),
+    "birch": ("threshold", "threshold_quantile", "branching_factor", "max_subclusters"),
+}
+#: What picks the comparison's candidate (:mod:`semclust.clustering.selection`).
+SELECTION_CRITERIA = ("silhouette", "calinski_harabasz", "davies_bouldin", "mean_rank")
+SCORE_SPACES = ("input", "reduced")
+#: Criteria for K (:mod:`semclust.clustering.choose_k`) read from the k-means sweep.
+SWEEP_CRITERIA = ("silhouette", "elbow", "calinski_harabasz", "davies_bouldin")
+#: Criteria for K that need the kNN graph (the mined neighbours, or an exact search).
+GRAPH_CRITERIA = ("communities", "eigengap", "merge")
+CRITERIA = (*SWEEP_CRITERIA, "communities", "eigengap", "gmm_bic", "merge")
+
+
+def check_method_params(method: str, params: Mapping[str, Any]) -> None:
+    """A ValueError naming any parameter that ``method`` does not take (see METHOD_PARAMS)."""
+    unknown = sorted(set(params) - set(METHOD_PARAMS[method]))
+    if unknown:
+        raise ValueError(
+            f"unknown parameters {unknown} for {method}; it takes {list(METHOD_PARAMS[method])}"
+        )
+
 
 #: The reductions compared by default. Each runs on the L2-normalised features;
 #: ``n_components`` is capped at min(N, D) for PCA. UMAP takes any umap.UMAP option;

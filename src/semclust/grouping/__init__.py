@@ -5,10 +5,19 @@ corners, template matching or network embeddings) reaches a threshold; the group
 connected components of those links, so a chain X~A~B~Y is one group. Candidate pairs come
 from an index (FAISS on hashes, thumbnails or embeddings; MinHash LSH), so the costly
 similarities are computed for about N x neighbours pairs, not N². Nothing here imports
-Lightning, Hydra or the training stages, and the input folder is only read.
+Lightning, Hydra or the training stages, and the input folder is only read. The names
+below load their module on first use, so the CLI reads the settings without loading torch.
 """
 
-from semclust.grouping.folder import group_folder
-from semclust.grouping.settings import LINK_MODES, METHODS, GroupOptions
+from semclust.lazy_exports import lazy_exports
 
-__all__ = ["LINK_MODES", "METHODS", "GroupOptions", "group_folder"]
+#: Public name -> the submodule that defines it.
+_SOURCES = {
+    "LINK_MODES": "settings",
+    "METHODS": "settings",
+    "GroupOptions": "settings",
+    "group_folder": "folder",
+}
+
+__all__ = sorted(_SOURCES)
+__getattr__ = lazy_exports(__name__, _SOURCES)

@@ -14,10 +14,9 @@ import numpy as np
 
 from semclust.clustering.choose_k import choose_k
 from semclust.clustering.comparison_io import format_comparison, write_comparison
-from semclust.clustering.features import REDUCTIONS, check_features
-from semclust.clustering.methods import METHODS
+from semclust.clustering.features import check_features
 from semclust.clustering.selection import Comparison, compare_methods
-from semclust.clustering.settings import ChooseKSettings, ClassicSettings
+from semclust.clustering.settings import METHODS, REDUCTIONS, ChooseKSettings, ClassicSettings
 from semclust.rundir import RunDirectory, mined
 
 

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from semclust.data.folder import find_image_files, image_problem, read_image
 from semclust.inference.export import ExportedModel, load_any_model
+from semclust.inference.options import LINK_MODES, PredictOptions
 from semclust.models import head_logits
 from semclust.output_folder import check_output_folder, place_file
 
@@ -42,26 +43,6 @@ OUTPUTS = (
     "clusters",
     "low_confidence",
 )
-LINK_MODES = ("symlink", "copy", "none")
-
-
-@dataclass
-class PredictOptions:
-    """How :func:`predict_folder` runs; the one source of its defaults (the CLI's too)."""
-
-    batch_size: int = 256
-    #: DataLoader workers.
-    num_workers: int = 0
-    #: auto (CUDA when present), cpu, cuda, cuda:1, ...
-    device: str = "auto"
-    #: Images below this confidence go to low_confidence/ instead of their cluster's folder.
-    threshold: float = 0.5
-    #: symlink, copy or none: how clusters/<k>/ refers to the inputs (never moved).
-    link: str = "symlink"
-    report: bool = True
-    overwrite: bool = False
-    #: Let a grayscale model see colour images (converted to gray).
-    convert_channels: bool = False
 
 
 class ImagePathsDataset(Dataset):
