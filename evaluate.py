@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from semclust.config_store import register_configs
-from semclust.runlog import USER_ERRORS, exit_on_error
+from semclust.runlog import exit_on_error, is_user_error
 
 register_configs()
 
@@ -27,7 +27,9 @@ def main(cfg: DictConfig) -> None:
         from semclust.evaluation import evaluate
 
         evaluate(cfg)
-    except USER_ERRORS as error:
+    except Exception as error:
+        if not is_user_error(error):
+            raise  # a bug of ours: Hydra shows where
         exit_on_error(error, "evaluate.py")
 
 

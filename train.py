@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from semclust.budget import EXIT_OUT_OF_TIME, OutOfTime
 from semclust.config_checks import check_config
 from semclust.config_store import register_configs
-from semclust.runlog import USER_ERRORS, exit_on_error, in_distributed_run
+from semclust.runlog import exit_on_error, in_distributed_run, is_user_error
 from semclust.shorthand import register_timm_backbone_shorthand
 
 register_configs()
@@ -33,7 +33,7 @@ def main(cfg: DictConfig) -> None:
         print(f"train.py: {reason}; run the same command again to continue", file=sys.stderr)
         sys.exit(EXIT_OUT_OF_TIME)
     except Exception as error:
-        if isinstance(error, USER_ERRORS) or in_distributed_run():
+        if is_user_error(error) or in_distributed_run():
             exit_on_error(error, "train.py")
         raise  # a bug of ours, in one process: Hydra shows where
 

@@ -6,6 +6,7 @@ printed as one line; their traceback goes to ``<run>/train.log`` only, for a bug
 
 import logging
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -14,6 +15,9 @@ from pathlib import Path
 #: They include the run directory's MissingArtifactError (an OSError) and RunDirectoryError
 #: (a ValueError); naming those here would load torch before a config mistake is reported.
 USER_ERRORS = (ValueError, OSError)
+
+#: Lightning's error for a Trainer option it cannot take (``trainer.devices=0``): the user's.
+_MISCONFIGURATION = ("lightning_fabric.utilities.exceptions", "MisconfigurationException")
 
 _FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 _log_file: Path | None = None
@@ -35,6 +39,26 @@ def attach_log_file(path: Path) -> None:
     _log_file = path
 
 
+def _unwrapped(error: BaseException) -> tuple[BaseException, str]:
+    """What a config's ``_target_`` raised, and the config key Hydra names, where Hydra
+    wrapped it in an InstantiationException; else ``error`` itself and no key."""
+    key = ""
+    while type(error).__name__ == "InstantiationException" and error.__cause__ is not None:
+        found = re.search(r"full_key: (\S+)", str(error))
+        key = found.group(1) if found else key
+        error = error.__cause__
+    return error, key
+
+
+def is_user_error(error: BaseException) -> bool:
+    """Whether the user must change something (see :data:`USER_ERRORS`), also when Hydra
+    wrapped the error of a config's ``_target_`` (``backbone.model_name`` naming no timm
+    model, ``trainer.devices=0``: Lightning's MisconfigurationException)."""
+    cause, _ = _unwrapped(error)
+    misconfiguration = getattr(sys.modules.get(_MISCONFIGURATION[0]), _MISCONFIGURATION[1], ())
+    return isinstance(cause, (USER_ERRORS, misconfiguration))
+
+
 def report_user_error(error: BaseException, program: str) -> int:
     """Print ``error`` as one line (traceback to the run's log file); the exit status."""
     where = ""
@@ -45,7 +69,10 @@ def report_user_error(error: BaseException, program: str) -> int:
             where = f" (traceback in {_log_file})"
         except OSError:
             pass
-    message = " ".join(str(error).split()) or type(error).__name__
+    cause, key = _unwrapped(error)
+    message = " ".join(str(cause).split()) or type(cause).__name__
+    if key:
+        message = f"{key}: {message}"
     print(f"{program}: error: {message}{where}", file=sys.stderr)
     return 2
 
@@ -65,7 +92,7 @@ def exit_on_error(error: BaseException, program: str) -> None:
     a collective, see the connection close and fail in turn, instead of waiting for the
     collective's timeout (30 minutes) in a clean-up that needs them all.
     """
-    if isinstance(error, USER_ERRORS):
+    if is_user_error(error):
         status = report_user_error(error, program)
     else:
         traceback.print_exception(error)

@@ -112,6 +112,17 @@ def test_bad_values_end_in_one_line_without_a_traceback(tmp_path, override, name
     assert not (tmp_path / "run").exists()  # nothing written before the values are checked
 
 
+def test_an_option_refused_by_the_class_it_configures_ends_in_one_line(tmp_path):
+    """Before, Hydra's InstantiationException: no traceback, but several lines and status 1."""
+    process = run_train_py(f"paths.run_dir={tmp_path / 'run'}", "trainer.devices=0")
+    assert process.returncode == 2
+    assert "Traceback" not in process.stderr + process.stdout
+    errors = [line for line in process.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, process.stderr
+    assert errors[0].startswith("train.py: error: trainer: `Trainer(devices=0)`"), errors[0]
+    assert "traceback in" in errors[0] and (tmp_path / "run" / "train.log").is_file()
+
+
 def test_an_unusable_run_directory_ends_in_one_line(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")

@@ -64,6 +64,11 @@ def test_bad_backbone_specs_raise_value_error(name: str, kwargs: dict, message: 
         build_backbone(name, **kwargs)
 
 
+def test_a_mistyped_timm_name_gets_the_closest_names():
+    with pytest.raises(ValueError, match=r"unknown timm model 'resnet_18'; did you mean resnet18,"):
+        build_backbone("timm", model_name="resnet_18")
+
+
 class TestClusterHeads:
     def test_forward_stacks_every_head(self):
         heads = ClusterHeads(feature_dim=6, num_clusters=4, num_heads=3)

@@ -4,6 +4,7 @@ Backbones are built by :func:`build_backbone` from a name and plain keyword argu
 saved model can be rebuilt from its JSON metadata without importing anything it names.
 """
 
+import difflib
 from typing import Any
 
 import torch
@@ -118,7 +119,11 @@ class TimmBackbone(nn.Module):
         import timm
 
         if not timm.is_model(model_name):
-            raise ValueError(f"unknown timm model {model_name!r}")
+            close = difflib.get_close_matches(model_name, timm.list_models(), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(
+                f"unknown timm model {model_name!r}{hint} (timm.list_models() lists them all)"
+            )
         self.model = timm.create_model(
             model_name, pretrained=pretrained, num_classes=0, in_chans=in_channels
         )
