@@ -93,3 +93,27 @@ def test_cluster_names_bad_arguments(prediction_folder, tmp_path, capsys, extra,
 def test_cluster_names_a_missing_feature_file(tmp_path, capsys):
     assert main(["cluster", str(tmp_path / "nope.npy"), "--out", str(tmp_path / "o")]) == 2
     assert "nope.npy does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # numpy takes a file without its header for a pickle and suggests loading it unsafely.
+        (b"not an array", "is not a .npy file (it lacks numpy's header)"),
+        ("objects", "is not a readable .npy array: Array can't be memory-mapped"),
+        ("cut short", "is not a readable .npy array"),
+    ],
+)
+def test_cluster_names_a_feature_file_it_cannot_read(tmp_path, capsys, content, message):
+    path = tmp_path / "features.npy"
+    if content == "objects":
+        np.save(path, np.array([{"a": 1}] * 3, dtype=object))
+    elif content == "cut short":
+        np.save(path, np.ones((40, 8), dtype=np.float32))
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        path.write_bytes(content)
+    assert main(["cluster", str(path), "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err
+    assert f"{path} {message}" in error, error
+    assert not (tmp_path / "o").exists()

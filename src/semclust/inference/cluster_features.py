@@ -50,8 +50,8 @@ def cluster_feature_file(
         labels_path = labels_path or run.path(mined("val", "targets"))
     if not source.is_file():
         raise FileNotFoundError(f"{source} does not exist (give an .npy file or a run directory)")
-    features = check_features(np.load(source, mmap_mode="r"))
-    labels = np.load(labels_path) if labels_path and labels_path.is_file() else None
+    features = check_features(_read_array(source, mmap_mode="r"))
+    labels = _read_array(labels_path) if labels_path and labels_path.is_file() else None
     if labels is not None and len(labels) != len(features):
         raise ValueError(f"{labels_path} holds {len(labels)} targets for {len(features)} rows")
     chosen = _candidates(methods, classic.methods, METHODS, "methods")
@@ -90,6 +90,18 @@ def cluster_feature_file(
     outputs.update(_write_assignments(source, comparison, out_dir, len(features)))
     print(format_comparison(comparison))
     return comparison, outputs
+
+
+def _read_array(path: Path, mmap_mode: str | None = None) -> np.ndarray:
+    """A saved ``.npy`` array, or a ValueError naming the file (numpy's own does not)."""
+    with open(path, "rb") as file:
+        # numpy takes any other file for a pickle and suggests loading it unsafely.
+        if file.read(6) != b"\x93NUMPY":
+            raise ValueError(f"{path} is not a .npy file (it lacks numpy's header)")
+    try:
+        return np.load(path, mmap_mode=mmap_mode)  # allow_pickle stays False: no code runs
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(f"{path} is not a readable .npy array: {error}") from None
 
 
 def _candidates(
