@@ -20,11 +20,18 @@ def instantiation_error(target: str):
     return caught.value
 
 
-def test_a_target_refusing_a_value_is_the_users_error_named_by_its_key(capsys):
+def test_a_target_refusing_a_value_is_the_users_error_named_by_its_key(
+    capsys, monkeypatch, tmp_path
+):
+    log_file = tmp_path / "train.log"
+    monkeypatch.setattr(runlog, "_log_file", log_file)  # as attach_log_file leaves it
     error = instantiation_error(f"{__name__}.refuse_size")
     assert runlog.is_user_error(error)
     assert runlog.report_user_error(error, "train.py") == 2
-    assert capsys.readouterr().err == "train.py: error: model: size must be positive, got -1\n"
+    assert capsys.readouterr().err == (
+        f"train.py: error: model: size must be positive, got -1 (traceback in {log_file})\n"
+    )
+    assert "Traceback" in log_file.read_text() and "refuse_size" in log_file.read_text()
 
 
 def test_a_bug_inside_a_target_stays_a_bug():
