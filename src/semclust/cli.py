@@ -9,9 +9,9 @@ import sys
 from collections.abc import Sequence
 
 from semclust.clustering.settings import ClassicSettings
-from semclust.grouping.settings import LINK_MODES, METHODS, GroupOptions
-from semclust.inference.options import LINK_MODES as PREDICT_LINK_MODES
+from semclust.grouping.settings import METHODS, GroupOptions
 from semclust.inference.options import PredictOptions
+from semclust.output_folder import LINK_MODES
 
 #: Errors that come from the user's input; anything else is a bug and keeps its traceback.
 _USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, NotADirectoryError)
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--link",
-        choices=PREDICT_LINK_MODES,
+        choices=LINK_MODES,
         default=defaults.link,
         help=f"how per-cluster folders refer to the inputs (default {defaults.link})",
     )

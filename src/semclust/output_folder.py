@@ -10,6 +10,10 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+#: How the output's per-cluster / per-group folders refer to the inputs (never moved):
+#: :func:`place_file` links or copies them, or ``none`` writes no such folders.
+LINK_MODES = ("symlink", "copy", "none")
+
 
 def check_output_folder(
     input_dir: Path,

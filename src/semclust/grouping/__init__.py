@@ -13,7 +13,6 @@ from semclust.lazy_exports import lazy_exports
 
 #: Public name -> the submodule that defines it.
 _SOURCES = {
-    "LINK_MODES": "settings",
     "METHODS": "settings",
     "GroupOptions": "settings",
     "group_folder": "folder",

@@ -18,8 +18,9 @@ from semclust.grouping.output import (
     write_tables,
 )
 from semclust.grouping.registry import build_method
-from semclust.grouping.settings import LINK_MODES, GroupOptions
+from semclust.grouping.settings import GroupOptions
 from semclust.grouping.threshold import save_curve
+from semclust.output_folder import LINK_MODES
 
 
 def check_options(options: GroupOptions) -> None:

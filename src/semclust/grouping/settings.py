@@ -4,7 +4,6 @@ from dataclasses import dataclass
 
 #: Every method `semclust group` knows, in the order the help lists them.
 METHODS = ("phash", "dhash", "ssim", "orb", "minhash", "template", "cnn")
-LINK_MODES = ("symlink", "copy", "none")
 
 
 @dataclass

@@ -6,9 +6,6 @@ nothing else, so ``semclust --help`` and a config check start without loading to
 
 from dataclasses import dataclass
 
-#: How clusters/<k>/ refers to the inputs, which are never moved.
-LINK_MODES = ("symlink", "copy", "none")
-
 
 @dataclass
 class PredictOptions:

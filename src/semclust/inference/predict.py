@@ -28,9 +28,9 @@ from tqdm.auto import tqdm
 
 from semclust.data.folder import find_image_files, image_problem, read_image
 from semclust.inference.export import ExportedModel, load_any_model
-from semclust.inference.options import LINK_MODES, PredictOptions
+from semclust.inference.options import PredictOptions
 from semclust.models import head_logits
-from semclust.output_folder import check_output_folder, place_file
+from semclust.output_folder import LINK_MODES, check_output_folder, place_file
 
 #: Every file and folder predict writes; ``overwrite=True`` removes only these.
 OUTPUTS = (
