@@ -70,7 +70,7 @@ def test_smoke_run_writes_every_figure_the_gpu_table_needs(tmp_path):
     assert result["reference_purity_after_2_epochs"] == 0.3821
     assert result["simclr_speedup"] == round(result["simclr_images_per_s"] / 192.0, 2)
     assert result["semclust"]["input_path"] == [
-        "views made in batches on the training device (0 MiB decoded)"
+        "views made in batches on the training device (360 KiB decoded)"  # 120 of 3x32x32
     ]
     assert "| SimCLR images/s (batch 32) |" in process.stdout
     assert "| 0.3821 |" in process.stdout

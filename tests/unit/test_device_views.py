@@ -8,7 +8,7 @@ from PIL import Image
 from semclust.data import DigitsDataset, make_loader
 from semclust.data.batch_views import build_batch_transforms
 from semclust.data.datasets import FeatureDataset, ImageDataset
-from semclust.data.decoded import choose_input_path, decode_all, decoded_images
+from semclust.data.decoded import GIB, choose_input_path, decode_all, decoded_images, size_text
 from semclust.data.device_views import PLAN_KEY, DecodedViews, ViewPlan, apply_view_plan
 from semclust.data.sampling import SampleKey, mix_seed
 
@@ -39,7 +39,8 @@ class PhotoSet(ImageDataset):
 
 
 def test_auto_batches_when_nothing_but_speed_changes():
-    assert choose_input_path(GRAY, DigitsDataset("test")).batched  # 8x8 upsampled: same views
+    digits = choose_input_path(GRAY, DigitsDataset("test"))  # 8x8 upsampled: same views
+    assert digits.batched and digits.reason == "90 KiB decoded"  # 360 images of 16x16
     assert choose_input_path(NATURAL, PhotoSet(20, 32)).batched
     bigger = choose_input_path(NATURAL, PhotoSet(20, 48))  # crops of full-size photos differ
     assert not bigger.batched and bigger.reason == "images stored at 48x48, not 32x32"
@@ -51,6 +52,15 @@ def test_auto_batches_when_nothing_but_speed_changes():
     assert choose_input_path(GRAY, features).reason == "cached features, not images"
     with pytest.raises(ValueError, match="data.input_path must be one of auto, batched"):
         choose_input_path({**GRAY, "input_path": "gpu"}, features)
+
+
+def test_sizes_are_logged_in_a_unit_that_shows_them():
+    assert [size_text(n) for n in (940, 23 * 1024 + 5, 146 << 20, int(1.25 * GIB))] == [
+        "940 B",
+        "23 KiB",
+        "146 MiB",
+        "1.2 GiB",
+    ]
 
 
 def test_decoding_keeps_every_pixel_and_resizes_only_other_sizes():

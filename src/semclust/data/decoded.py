@@ -61,11 +61,21 @@ def choose_input_path(data_cfg: Mapping[str, Any], dataset: Any) -> InputPath:
         # Random crops of full-size photographs differ from crops of pre-resized ones.
         shown = ", ".join(f"{h}x{w}" for h, w in sorted(stored))
         return InputPath(False, f"images stored at {shown}, not {size}x{size}")
-    return InputPath(True, f"{needed / (1 << 20):.0f} MiB decoded")
+    return InputPath(True, f"{size_text(needed)} decoded")
 
 
 def decoded_bytes(count: int, channels: int, size: int) -> int:
     return count * channels * size * size
+
+
+def size_text(nbytes: int) -> str:
+    """``nbytes`` for a log line: 940 B, 23 KiB, 146 MiB, 1.2 GiB."""
+    if nbytes >= GIB:
+        return f"{nbytes / GIB:.1f} GiB"
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.0f} {unit}"
+    return f"{nbytes} B"
 
 
 def stored_sizes(dataset: ImageDataset) -> set[tuple[int, int]]:
@@ -138,5 +148,5 @@ def decoded_images(
         while len(_CACHE) >= 2:
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[cache_key] = pixels
-    log.info("decoded %d images into %.0f MiB", len(pixels), pixels.numel() / (1 << 20))
+    log.info("decoded %d images into %s", len(pixels), size_text(pixels.numel()))
     return pixels
