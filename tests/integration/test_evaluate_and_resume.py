@@ -50,8 +50,10 @@ def test_evaluate_defaults_to_a_folder_beside_the_checkpoint(scan_run, compose_c
             "trainer.enable_progress_bar=false",
         ],
     )
-    evaluate(cfg)
-    assert (scan_run / "scan/evaluation/metrics.json").is_file()
+    summary = evaluate(cfg)
+    written = json.loads((scan_run / "scan/evaluation/metrics.json").read_text())
+    assert written == summary
+    assert (written["stage"], written["split"], written["num_images"]) == ("scan", "train", 360)
 
 
 @pytest.mark.parametrize(
@@ -74,6 +76,17 @@ def test_evaluate_rejects_bad_checkpoints(compose_config, tmp_path, content, mes
         evaluate(cfg)
 
 
+def _marked_checkpoint(path):
+    """``path``'s checkpoint with every weight moved by 0.25, saved back: a stage that
+    resumes from it ends with these weights; one that trains afresh would not."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    for key, value in checkpoint["state_dict"].items():
+        if value.is_floating_point():
+            checkpoint["state_dict"][key] = value + 0.25
+    torch.save(checkpoint, path)
+    return checkpoint
+
+
 def _pretend_interrupted(run_dir, stage):
     """The manifest of a process that died after ``stage``'s last checkpoint: "running"."""
     run = RunDirectory(run_dir)
@@ -87,9 +100,7 @@ def test_interrupted_stage_resumes_from_last_checkpoint(tiny_config, tmp_path, p
     run_dir = tmp_path / "run"
     command = [f"pretext={pretext}", "stages=[pretext]", "pretext.epochs=1"]
     train(tiny_config(*command))
-    saved = torch.load(
-        run_dir / "pretext/checkpoints/last.ckpt", map_location="cpu", weights_only=True
-    )
+    saved = _marked_checkpoint(run_dir / "pretext/checkpoints/last.ckpt")
     (run_dir / "pretext/backbone.safetensors").unlink()
     run = _pretend_interrupted(run_dir, "pretext")
 
@@ -129,9 +140,9 @@ def test_interrupted_scan_on_cached_features_resumes(tiny_config, tmp_path):
     run_dir = tmp_path / "run"
     frozen = ["scan.update_backbone=false", "scan.epochs=1"]
     train(tiny_config("stages=[pretext,mine,scan]", *frozen))
-    saved = torch.load(
-        run_dir / "scan/checkpoints/last.ckpt", map_location="cpu", weights_only=True
-    )
+    _marked_checkpoint(run_dir / "scan/checkpoints/last.ckpt")
+    # SCAN exports the heads of its lowest-loss epoch, which a resumed run keeps.
+    saved = _marked_checkpoint(run_dir / "scan/checkpoints/best.ckpt")
     _pretend_interrupted(run_dir, "scan")
 
     train(tiny_config("stages=[scan]", *frozen))
