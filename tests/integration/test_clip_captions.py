@@ -192,12 +192,16 @@ def test_stopped_fine_tuning_resumes_to_the_same_weights(
     settings += ["pretext.val_every_n_epochs=3", "stages=[pretext]"]
     train(_config(compose_config, tmp_path / "whole", captions_csv, *settings))
     stops = ["++stop_after_minutes=0.002", "++checkpoint_every_minutes=0"]
+    stopped = 0
     for _ in range(30):  # each invocation stops after a few batches, checkpointed
         try:
             train(_config(compose_config, tmp_path / "stopped", captions_csv, *settings, *stops))
             break
         except OutOfTime:
-            continue
+            stopped += 1
+    else:
+        pytest.fail("30 invocations did not finish the fine-tuning")
+    assert stopped >= 2  # really stopped and resumed, more than once
     runs = {name: tmp_path / name / "run" for name in ("whole", "stopped")}
     weights = {
         name: load_file(str(run / "pretext/backbone.safetensors")) for name, run in runs.items()

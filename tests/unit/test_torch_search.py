@@ -74,9 +74,12 @@ def test_kmeans_in_torch_keeps_the_best_of_its_restarts():
         unit = points / np.linalg.norm(points, axis=1, keepdims=True)
         return sum(((unit[labels == c] - unit[labels == c].mean(0)) ** 2).sum() for c in range(8))
 
-    one = kmeans_torch(points, 8, seed=0, device=CPU, n_init=1)
-    ten = kmeans_torch(points, 8, seed=0, device=CPU, n_init=10)
-    assert inertia(ten) <= inertia(one) + 1e-6
+    single = [inertia(kmeans_torch(points, 8, seed=s, device=CPU, n_init=1)) for s in range(3)]
+    ten = [inertia(kmeans_torch(points, 8, seed=s, device=CPU, n_init=10)) for s in range(3)]
+    # One start stops in a worse optimum from some seeds (seeds 1, 2: 126 against 58.7);
+    # ten restarts keep the best from every seed.
+    assert max(single) > 1.5 * min(single)
+    assert max(ten) <= min(single) + 1e-4
 
 
 def test_kmeans_predictions_use_the_device_when_there_is_one(monkeypatch):
