@@ -1,6 +1,6 @@
 """Shared fixtures: composing the project's Hydra configs the way train.py does."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -79,3 +79,31 @@ def tiny_model() -> Callable[..., tuple[ClusteringModel, dict]]:
         return model, {"backbone": backbone, "num_clusters": 3, "preprocessing": preprocessing}
 
     return _make
+
+
+@pytest.fixture
+def unreadable(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], None]]:
+    """Make an image file unreadable: ``chmod 000``, and where this user reads it anyway
+    (root), PIL's open of that file raises the PermissionError the OS would have."""
+    import PIL.Image
+
+    locked: list[Path] = []
+    original_open = PIL.Image.open
+
+    def refusing_open(file, *args, **kwargs):
+        if isinstance(file, (str, Path)) and Path(file).resolve() in locked:
+            raise PermissionError(13, "Permission denied", str(file))
+        return original_open(file, *args, **kwargs)
+
+    def _lock(path: Path) -> None:
+        path.chmod(0)
+        try:
+            path.read_bytes()
+        except PermissionError:
+            return
+        locked.append(path.resolve())
+        monkeypatch.setattr(PIL.Image, "open", refusing_open)
+
+    yield _lock
+    for path in locked:
+        path.chmod(0o644)

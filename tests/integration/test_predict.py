@@ -3,7 +3,6 @@
 import csv
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -181,14 +180,11 @@ def test_all_files_unreadable_is_an_error(model_file, tmp_path):
     assert read_rows(tmp_path / "out" / "errors.csv")[0]["path"].endswith("a.png")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
-def test_unreadable_file_is_listed_and_the_run_goes_on(model_file, image_folder, tmp_path):
-    locked = image_folder / "left" / "img01.png"
-    locked.chmod(0)
-    try:
-        summary = predict_folder(model_file, image_folder, tmp_path / "out", report=False)
-    finally:
-        locked.chmod(0o644)
+def test_unreadable_file_is_listed_and_the_run_goes_on(
+    model_file, image_folder, tmp_path, unreadable
+):
+    unreadable(image_folder / "left" / "img01.png")
+    summary = predict_folder(model_file, image_folder, tmp_path / "out", report=False)
     reasons = {Path(e["path"]).name: e["reason"] for e in read_rows(tmp_path / "out/errors.csv")}
     assert reasons["img01.png"] == "permission denied" and summary["images_used"] == 15
 
