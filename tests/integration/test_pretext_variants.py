@@ -126,7 +126,9 @@ def test_run_report_reads_the_cached_features(pretrained_config, tmp_path, monke
 
     monkeypatch.setattr(run_report, "_embed_and_classify", no_second_pass)
     report = run_report.write_run_report(tmp_path / "run")
-    assert "cluster" in report.read_text().lower()
+    page = report.read_text()
+    assert page.count('id="cluster-') == 10  # a section per cluster of the digits' K
+    assert '<section id="labels">' in page  # scored against the digits' labels
 
 
 def test_cached_features_are_reused_when_mining_again(pretrained_config, tmp_path, no_network):

@@ -81,6 +81,9 @@ def test_empty_and_own_folders_are_accepted(tmp_path):
     (legacy / "manifest.json").write_text('{"stages": {}}')
     (legacy / "pretext").mkdir()
     RunDirectory(legacy, create=False).claim()
+    for folder in (empty, legacy):  # both now say they are runs of this format
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest == {"format": RUN_FORMAT, "stages": {}}
 
 
 def test_a_folder_that_cannot_be_written_is_named(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+import torchvision
 from PIL import Image, ImageDraw, ImageEnhance
 from torch import nn
 from torchvision import transforms
@@ -122,8 +122,11 @@ def test_a_torchvision_network_with_random_weights_downloads_nothing(copies_fold
     def no_download(*args, **kwargs):
         raise AssertionError("a download was attempted")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    # Weights.get_state_dict calls torchvision's own import of the function, not torch.hub's.
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", no_download)
     method = build_cnn_method("mobilenet_v3_small", "none", "cpu")
+    with pytest.raises(AssertionError, match="a download was attempted"):  # the guard holds
+        build_cnn_method("mobilenet_v3_small", "DEFAULT", "cpu")
     assert method.decode_size == 224
     # Random weights say little about likeness, but exact copies embed identically.
     options = GroupOptions(method="cnn", threshold=0.9999, progress=False)
