@@ -89,6 +89,10 @@ def test_too_few_candidates_are_marked_and_searched_exactly():
     assert (found == -1).any()  # fewer than k candidates in a row's own list
     mined = search_neighbors(features, 150, "ivfpq", use_gpu=False, nprobe=1, rerank_factor=1)
     assert (mined.neighbors >= 0).all()  # repaired by an exact search of those rows
+    exact = search_neighbors(features, 150, "exact", use_gpu=False).neighbors
+    short = np.flatnonzero((found == -1).any(axis=1))
+    for row in short:
+        assert set(mined.neighbors[row]) == set(exact[row]), row
 
 
 def test_given_nprobe_and_rerank_factor_are_used(features):

@@ -111,9 +111,10 @@ def test_training_views_are_turned_over_the_full_circle(view, batched):
     )
     # Without the option the dot stays right of centre (15 degrees of rotation, shear, shift).
     assert len(upright) > 150 and np.abs(upright).max() < 80
-    # With it the angle is uniform on the circle: each quarter holds about a quarter.
-    quarters = np.histogram(turned, bins=4, range=(-180, 180))[0] / len(turned)
-    assert quarters.min() > 0.17 and quarters.max() < 0.33, quarters
+    # With it the angle is uniform on the circle: each 30-degree bin holds about a twelfth.
+    # (Quarter turns alone would leave the bins between the quarters nearly empty: 0.2 %.)
+    shares = np.histogram(turned, bins=12, range=(-180, 180))[0] / len(turned)
+    assert shares.min() > 0.04 and shares.max() < 0.14, shares
 
 
 def test_the_eval_view_stays_upright():
