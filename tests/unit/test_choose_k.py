@@ -84,10 +84,11 @@ def test_pick_k_takes_the_extreme_and_says_the_numbers(five_blobs_table, criteri
 
 def test_pick_k_by_elbow_mentions_the_silhouette(five_blobs_table):
     k, reason = pick_k(five_blobs_table, "elbow")
-    assert k == elbow_k(
-        [row["k"] for row in five_blobs_table], [row["inertia"] for row in five_blobs_table]
-    )
-    assert f"K={k}" in reason and "highest silhouette" in reason
+    assert k == 5  # the five blobs
+    silhouette = {row["k"]: row["silhouette"] for row in five_blobs_table}
+    top = max(silhouette, key=silhouette.get)
+    assert f"at K=5 among K=2..9 (silhouette there {silhouette[5]:.3f};" in reason
+    assert f"highest silhouette {silhouette[top]:.3f} at K={top})" in reason
 
 
 def test_pick_k_rejects_unknown_criteria_and_empty_tables(five_blobs_table):

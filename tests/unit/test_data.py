@@ -108,7 +108,10 @@ class TestTransforms:
         torch.testing.assert_close(grayscale_views.eval(black), torch.full((1, 16, 16), -1.0))
         torch.testing.assert_close(grayscale_views.eval(white), torch.full((1, 16, 16), 1.0))
         image = digits[0]["image"]
-        torch.testing.assert_close(grayscale_views.eval(image), grayscale_views.eval(image))
+        torch.manual_seed(1)
+        first = grayscale_views.eval(image)
+        torch.manual_seed(2)  # other random state: the same view
+        assert torch.equal(first, grayscale_views.eval(image))
 
     def test_random_views_differ_between_draws(self, digits: DigitsDataset, grayscale_views):
         torch.manual_seed(0)
@@ -178,6 +181,10 @@ class TestNeighborsDataset:
         sample = NeighborsDataset(digits, neighbors, grayscale_views.eval)[0]
         assert sample["anchor"].shape == sample["neighbor"].shape == (1, 16, 16)
         assert sample["anchor"].dtype == torch.float32
+        assert torch.equal(sample["anchor"], grayscale_views.eval(digits[0]["image"]))
+        neighbor = int(sample["neighbor_index"])
+        assert neighbor in (1, 2, 3)
+        assert torch.equal(sample["neighbor"], grayscale_views.eval(digits[neighbor]["image"]))
 
     @pytest.mark.parametrize("shape", [(1797,), (1796, 3), (1798, 3)])
     def test_rejects_neighbour_table_of_wrong_shape(self, digits: DigitsDataset, shape):

@@ -219,9 +219,13 @@ class TestClusterCohesion:
                 assert result[cluster]["cohesion"] == pytest.approx(cohesion)
 
     @pytest.mark.parametrize(
-        ("features", "predictions"),
-        [(np.ones((3, 2)), [0, 1]), (np.ones(3), [0, 1, 1]), (np.ones((2, 2)), [0, -1])],
+        ("features", "predictions", "message"),
+        [
+            (np.ones((3, 2)), [0, 1], r"features must be \(N, D\) with N = 2, got \(3, 2\)"),
+            (np.ones(3), [0, 1, 1], r"features must be \(N, D\) with N = 3, got \(3,\)"),
+            (np.ones((2, 2)), [0, -1], "predictions must hold non-negative integers"),
+        ],
     )
-    def test_rejects_bad_inputs(self, features, predictions):
-        with pytest.raises(ValueError):
+    def test_rejects_bad_inputs(self, features, predictions, message):
+        with pytest.raises(ValueError, match=message):
             cluster_cohesion(features, predictions)

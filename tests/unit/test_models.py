@@ -98,9 +98,12 @@ class TestClusterHeads:
         torch.testing.assert_close(heads(features)[0], before)
         assert sum(p.numel() for p in heads.parameters()) == 6 * 4 + 4
 
-    @pytest.mark.parametrize(("num_clusters", "num_heads"), [(1, 1), (4, 0)])
-    def test_rejects_degenerate_sizes(self, num_clusters: int, num_heads: int):
-        with pytest.raises(ValueError):
+    @pytest.mark.parametrize(
+        ("num_clusters", "num_heads", "message"),
+        [(1, 1, "num_clusters must be at least 2, got 1"), (4, 0, "num_heads must be at least 1")],
+    )
+    def test_rejects_degenerate_sizes(self, num_clusters: int, num_heads: int, message: str):
+        with pytest.raises(ValueError, match=message):
             ClusterHeads(feature_dim=6, num_clusters=num_clusters, num_heads=num_heads)
 
 
