@@ -97,9 +97,11 @@ def check_scan_loss(rank: int) -> None:
 
 
 def check_selflabel_loss(rank: int, class_balancing: bool) -> None:
-    # Confident rows are spread unevenly: the first process holds most of them.
+    # Confident rows are spread unevenly: the first process holds all six of its rows'
+    # confident, the second at most three (flat logits are confident nowhere).
     weak = full_batch(6, 4) * 4
     weak[: BATCH // 2, 0] += 30
+    weak[BATCH // 2 : BATCH // 2 + 3] = 0
     strong = full_batch(7, 4)
     whole = strong.clone().requires_grad_(True)
     expected, _ = confidence_cross_entropy(weak, whole, 0.9, class_balancing)
@@ -114,11 +116,14 @@ def check_selflabel_loss(rank: int, class_balancing: bool) -> None:
     torch.testing.assert_close(mean_loss / WORLD, expected.detach())
     torch.testing.assert_close(ddp_gradient(local, loss), my_rows(expected_grad, rank))
 
-    alone, _ = confidence_cross_entropy(my_rows(weak, rank), my_rows(strong, rank), 0.9, True)
+    # Without across_processes each process averages its own confident rows (and weighs
+    # its own classes): uneven counts make the mean of those means another number.
+    alone, _ = confidence_cross_entropy(
+        my_rows(weak, rank), my_rows(strong, rank), 0.9, class_balancing
+    )
     shared = torch.tensor([alone.item()])
     dist.all_reduce(shared)
-    if class_balancing:  # per-process weights give another mean
-        assert not torch.allclose(shared / WORLD, expected.detach().reshape(1))
+    assert not torch.allclose(shared / WORLD, expected.detach().reshape(1))
 
 
 def worker(rank: int, port: int) -> None:

@@ -60,7 +60,13 @@ def test_neighbour_pairs_hold_each_row_with_its_nearest_and_no_self_pairs():
         nearest = int(np.argmax(cosine[row]))
         assert (min(row, nearest), max(row, nearest)) in found
     codes = rng.integers(0, 256, (40, 8), dtype=np.uint8)
-    assert 40 <= len(binary_neighbor_pairs(codes, 2)) <= 80
+    pairs = binary_neighbor_pairs(codes, 2)
+    assert 40 <= len(pairs) <= 80 and (pairs[:, 0] < pairs[:, 1]).all()
+    hamming = np.unpackbits(codes[:, None] ^ codes[None], axis=2).sum(axis=2)
+    np.fill_diagonal(hamming, 999)
+    for row in range(40):  # linked to a nearest code (Hamming distances tie often)
+        partners = pairs[pairs[:, 0] == row, 1].tolist() + pairs[pairs[:, 1] == row, 0].tolist()
+        assert hamming[row, partners].min() == hamming[row].min(), row
 
 
 def test_components_follow_chains_and_representatives_are_the_best_linked():

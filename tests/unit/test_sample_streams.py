@@ -62,6 +62,9 @@ def test_integers_and_the_generator_path():
     generator = torch.Generator().manual_seed(3)
     expected = torch.rand((4, 2), generator=torch.Generator().manual_seed(3))
     assert torch.equal(draw_uniform(generator, (4, 2)), expected)
-    assert draw_integers(torch.Generator().manual_seed(1), 3, (6,)).max() < 3
+    expected = torch.randint(3, (6,), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(draw_integers(torch.Generator().manual_seed(1), 3, (6,)), expected)
+    streams = SampleStreams([1, 2])
+    assert torch.equal(draw_integers(streams, 5, (2, 3)), SampleStreams([1, 2]).randint(5, (2, 3)))
     with pytest.raises(ValueError, match="draws for 2 samples must have shape"):
         SampleStreams([1, 2]).rand((3, 1))
