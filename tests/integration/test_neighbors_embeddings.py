@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 
 from semclust.cli import main
+from semclust.inference import retrieval
 from semclust.inference.export import load_export, save_export
-from semclust.inference.predict import predict_folder
+from semclust.inference.predict import embed_paths, predict_folder
 from semclust.inference.retrieval import nearest_images
 
 
@@ -75,10 +76,21 @@ def test_embeddings_of_the_same_folder_answer_like_embedding_it_again(
     out_a = tmp_path / "predict_a"
     predict_folder(model_file, a, out_a, link="none", report=False, progress=False)
     query = a / "sub" / "img3.png"
+    embedded = []  # how many images each answer embeds
+
+    def counting_embed_paths(exported, paths, *args, **kwargs):
+        embedded[-1] += len(paths)
+        return embed_paths(exported, paths, *args, **kwargs)
+
+    monkeypatch.setattr(retrieval, "embed_paths", counting_embed_paths)
+    embedded.append(0)
     assert main(neighbors(model_file, a, query)) == 0
     fresh = capsys.readouterr().out
+    embedded.append(0)
     assert main(neighbors(model_file, a, query, "--embeddings", str(out_a))) == 0
     assert capsys.readouterr().out == fresh and len(fresh.splitlines()) == 4
+    # Six images and the query, against the query and a spot check of three stored rows.
+    assert embedded == [7, 4]
 
     # The same folder spelled another way (relative, from another working directory).
     monkeypatch.chdir(a / "sub")
