@@ -71,6 +71,7 @@ def test_tail_rerun_reuses_saved_artifacts(tiny_config, tmp_path):
     train(tiny_config("stages=[pretext,mine]"))
     run_dir = tmp_path / "run"
     backbone_before = (run_dir / "pretext/backbone.safetensors").read_bytes()
+    earlier = {stage: _manifest(run_dir)["stages"][stage] for stage in ("pretext", "mine")}
 
     summary = train(
         tiny_config(
@@ -81,7 +82,13 @@ def test_tail_rerun_reuses_saved_artifacts(tiny_config, tmp_path):
     )
 
     assert (run_dir / "pretext/backbone.safetensors").read_bytes() == backbone_before
-    statuses = {s: e["status"] for s, e in _manifest(run_dir)["stages"].items()}
+    stages = _manifest(run_dir)["stages"]
+    assert {stage: stages[stage] for stage in ("pretext", "mine")} == earlier  # not run again
+    # SCAN trained on those saved outputs: its inputs are the ones they were recorded as.
+    assert stages["scan"]["fingerprint"]["upstream"] == {
+        stage: earlier[stage]["outputs_digest"] for stage in ("pretext", "mine")
+    }
+    statuses = {s: e["status"] for s, e in stages.items()}
     assert statuses["scan"] == statuses["selflabel"] == "completed"
     assert summary["final_stage"] == "selflabel"
 
