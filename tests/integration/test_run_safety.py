@@ -187,10 +187,13 @@ def test_a_changed_option_reruns_that_stage_and_what_depends_on_it_only(tiny_con
 def test_resume_false_runs_a_finished_stage_again(tiny_config, tmp_path, caplog):
     run_dir = tmp_path / "run"
     train(tiny_config(f"paths.run_dir={run_dir}", "stages=[pretext]"))
+    backbone = run_dir / "pretext/backbone.safetensors"
+    written = backbone.stat().st_mtime_ns
     caplog.clear()
     with caplog.at_level("INFO"):
         train(tiny_config(f"paths.run_dir={run_dir}", "stages=[pretext]", "resume=false"))
     assert "skipped" not in caplog.text
+    assert backbone.stat().st_mtime_ns != written  # trained and written anew
     with caplog.at_level("INFO"):
         train(tiny_config(f"paths.run_dir={run_dir}", "stages=[pretext]"))
     assert "pretext: finished earlier from the same inputs; skipped" in caplog.text
