@@ -69,7 +69,10 @@ def test_labelled_folder_with_broken_files(tiny_config, tmp_path):
     assert skipped == {"empty.png", "not_an_image.jpg", "truncated.png"}
     assert any("empty.png" in str(w.message) for w in caught)
     assert summary["stages"]["mine"]["train_images"] == 90
-    assert 0.0 <= summary["acc"] <= 1.0 and "silhouette" in summary
+    assert "acc" in summary and "silhouette" in summary
+    # The subfolders are the labels: k-means on the features finds the three digits (0.90
+    # here; chance is 1/3), which scrambled labels could not give.
+    assert summary["stages"]["kmeans"]["acc"] > 0.6
     # The input folder is exactly as it was.
     assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.rglob("*")) == before
 

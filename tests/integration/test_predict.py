@@ -223,7 +223,7 @@ def test_neighbors_finds_the_duplicate_of_the_query_first(model_file, image_fold
     assert [p for p, _ in reused] == [p for p, _ in found]
 
 
-def test_cli_export_predict_and_neighbors(tiny_model, tmp_path, image_folder, capsys):
+def test_cli_predict_and_neighbors(tiny_model, tmp_path, image_folder, capsys):
     model_file = save_export(*tiny_model(), tmp_path / "model.safetensors")
     code = main(
         ["predict", str(model_file), str(image_folder), "--out", str(tmp_path / "out"), "--quiet"]
@@ -237,6 +237,10 @@ def test_cli_export_predict_and_neighbors(tiny_model, tmp_path, image_folder, ca
     )
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 0 and lines[0] == "rank\tsimilarity\tpath" and len(lines) == 3
+    rows = [line.split("\t") for line in lines[1:]]
+    assert [rank for rank, _, _ in rows] == ["1", "2"]
+    assert float(rows[0][1]) >= float(rows[1][1])  # most similar first
+    assert all(not path.endswith("left/same.png") for _, _, path in rows)  # not the query
 
     code = main(["predict", str(model_file), str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert code == 2

@@ -55,7 +55,8 @@ def test_a_registered_stage_runs_from_its_config_group_and_joins_the_manifest(
     assert entry["status"] == "completed"
     assert entry["outputs"] == {"size": "backbone_size/size.json"}
     assert entry["config"]["backbone_size"] == {"scale": 2}
-    assert entry["metrics"]["backbone_kib"] > 0
+    weights = tmp_path / "run" / "pretext" / "backbone.safetensors"
+    assert entry["metrics"]["backbone_kib"] == pytest.approx(weights.stat().st_size / 1024 * 2)
     assert summary["stages"]["backbone_size"]["status"] == "completed"
     # The new stage is seeded from its name, and pretext's seed (and result) did not move.
     np.random.seed(Stage("backbone_size", 15, run_backbone_size).seed(cfg.seed))
