@@ -90,6 +90,17 @@ def test_the_knee_lies_between_the_duplicates_and_the_bulk():
     assert choice.pairs_found[0] == 22_000 and (np.diff(choice.pairs_found) <= 0).all()
 
 
+def test_too_few_pairs_for_a_curve_keep_the_default():
+    rng = np.random.default_rng(3)
+    # The knee's shape, but 180 pairs over 101 steps of 0.01: fewer than two per step.
+    few = np.r_[rng.normal(0.3, 0.08, 160), rng.uniform(0.7, 1.0, 20)]
+    choice = choose_threshold(few, 0.01, 0.95, "test pairs")
+    assert not choice.from_knee and choice.threshold == 0.95
+    assert "only 180 pairs, fewer than the 202 a curve at steps of 0.01 needs" in choice.reason
+    many = np.r_[rng.normal(0.3, 0.08, 1800), rng.uniform(0.7, 1.0, 200)]
+    assert choose_threshold(many, 0.01, 0.95, "test pairs").from_knee  # ten times as many
+
+
 def test_without_duplicates_the_default_threshold_is_used_and_said_so():
     unrelated = np.random.default_rng(4).normal(0.3, 0.08, 20_000)
     choice = choose_threshold(unrelated, 0.01, 0.95, "test pairs")

@@ -6,7 +6,8 @@ the bulk of unrelated neighbours. On a log scale the curve flattens between the 
 knee chosen is where the log-scale curve is flattest above the bulk (the smallest share of
 new pairs per step, the histogram smoothed over about 0.04), provided the curve is at least
 twice as steep somewhere between there and the bulk; otherwise there is no knee (no
-near-duplicates in the sample, say) and the method's default is used.
+near-duplicates in the sample, say, or too few pairs to draw a curve: a folder of a few dozen
+images) and the method's default is used.
 """
 
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ import numpy as np
 
 #: Width, in similarity, of the window the histogram is smoothed over.
 _SMOOTHING = 0.04
+#: The fewest sampled pairs per histogram bin that a knee is read from.
+_PAIRS_PER_BIN = 2
 
 
 @dataclass
@@ -49,8 +52,13 @@ def choose_threshold(
         reason = f"no knee in the curve of {sampled}: {why}; used the method's default"
         return ThresholdChoice(fallback, reason, thresholds, pairs_found, False)
 
-    if len(similarities) < 10:
-        return fallen_back(f"only {len(similarities)} pairs")
+    # Two rises and a flat stretch between them need more than a pair or two per bin: on
+    # fewer, the flattest step is as likely a gap inside the bulk of unrelated pairs.
+    if len(similarities) < _PAIRS_PER_BIN * bins:
+        return fallen_back(
+            f"only {len(similarities)} pairs, fewer than the {_PAIRS_PER_BIN * bins} a curve "
+            f"at steps of {step:g} needs"
+        )
     width = max(3, int(round(_SMOOTHING / step)) | 1)
     kernel = np.bartlett(width + 2)[1:-1]
     smooth = np.convolve(counts, kernel / kernel.sum(), mode="same")
