@@ -7,11 +7,12 @@ an exported model and plain folders, and need no config.
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from semclust.clustering.settings import ClassicSettings
 from semclust.grouping.settings import METHODS, GroupOptions
 from semclust.inference.options import PredictOptions
-from semclust.output_folder import LINK_MODES
+from semclust.output_folder import LINK_MODES, check_output_file
 
 #: Errors that come from the user's input; anything else is a bug and keeps its traceback.
 _USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, NotADirectoryError)
@@ -20,6 +21,7 @@ _USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, NotADirectoryErr
 def _export(args: argparse.Namespace) -> None:
     from semclust.inference import export_model, load_export, read_cluster_names
 
+    check_output_file(Path(args.out), Path(args.source), args.overwrite, "export")
     names = read_cluster_names(args.names) if args.names else None
     path = export_model(args.source, args.out, names)
     exported = load_export(path)  # proves the file loads before we say it is done
@@ -75,6 +77,9 @@ def _neighbors(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     from semclust.inference.run_report import write_run_report
 
+    default = Path(args.run_dir) / "report.html"  # the run's own report, renewed
+    if args.out and Path(args.out).resolve() != default.resolve():
+        check_output_file(Path(args.out), Path(args.run_dir), args.overwrite, "report")
     print(f"wrote {write_run_report(args.run_dir, args.out, args.split)}")
 
 
@@ -133,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("source", help="run directory, stage folder, model.json or .ckpt")
     export.add_argument("out", help="the .safetensors file to write")
     export.add_argument("--names", help="cluster names: text file (one per line) or JSON list")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing out file")
     export.set_defaults(run=_export)
 
     predict = commands.add_parser("predict", help="cluster every image in a folder")
@@ -188,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", help="run directory written by train.py")
     report.add_argument("--out", help="the .html file (default <run_dir>/report.html)")
     report.add_argument("--split", default="val", choices=("train", "val"))
+    report.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     report.set_defaults(run=_report)
 
     cluster = commands.add_parser(

@@ -1,4 +1,5 @@
-"""Output folders of commands that read a folder of images (`semclust predict`, `group`).
+"""Output folders of commands that read a folder of images (`semclust predict`, `group`),
+and the single output files of `semclust export` and `report`.
 
 They share two rules: the input is never written to (the output folder may not lie inside
 it, nor may it lie inside the folders the command fills), and a non-empty output folder is
@@ -69,3 +70,20 @@ def place_file(source: Path, folder: Path, relative: Path, index: int, mode: str
         target.symlink_to(source.resolve())
     else:
         shutil.copy2(source, target)
+
+
+def check_output_file(out: Path, source: Path, overwrite: bool, command: str) -> None:
+    """Refuse an output file that is a folder, lies inside (or is) ``source``, the run or
+    model the command reads, or already exists without ``overwrite``: ``export`` or
+    ``report`` onto a run's manifest or weights would break the run."""
+    target = out.resolve()
+    if target.is_dir():
+        raise ValueError(f"output {out} is a folder; give the path of a file to write")
+    protected = source.resolve() if source.is_dir() else source.resolve().parent
+    if target == source.resolve() or protected in target.parents:
+        raise ValueError(
+            f"output {out} lies inside {protected}, which semclust {command} reads; choose a "
+            "path outside it"
+        )
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"output {out} exists; pass --overwrite to replace it")

@@ -42,6 +42,16 @@ def test_cluster_chooses_k_and_writes_assignments_per_image(prediction_folder, t
     # A second run into the same folder must be asked for.
     assert main([*arguments, "-k", "4"]) == 2
     assert "pass --overwrite" in capsys.readouterr().err
+    # Nor into a folder of the user's own files, and named targets must exist.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "predictions.npy").write_bytes(b"mine")
+    assert main(["cluster", str(folder / "embeddings.npy"), "--out", str(theirs), "-k", "4"]) == 2
+    assert "is not empty; pass --overwrite" in capsys.readouterr().err
+    assert (theirs / "predictions.npy").read_bytes() == b"mine"
+    missing = tmp_path / "nowhere.npy"
+    assert main([*arguments, "-k", "4", "--overwrite", "--targets", str(missing)]) == 2
+    assert f"targets file {missing} does not exist" in capsys.readouterr().err
 
 
 def test_cluster_reads_a_run_directory_and_scores_with_its_labels(tmp_path):

@@ -270,6 +270,22 @@ def test_a_trained_run_exports_and_predicts_like_its_checkpoint(
     model_file = tmp_path / "digits.safetensors"
     assert main(["export", str(run), str(model_file), "--names", str(tmp_path / "names.txt")]) == 0
     assert "exported 10 clusters" in capsys.readouterr().out
+    # A single output file never replaces a run's own files, nor another file unasked.
+    manifest = (run / "manifest.json").read_bytes()
+    weights = (run / "scan/model.safetensors").read_bytes()
+    for command, message in [
+        (["export", str(run), str(run / "manifest.json")], "lies inside"),
+        (["export", str(run), str(run / "scan/model.safetensors")], "lies inside"),
+        (["report", str(run), "--out", str(run / "manifest.json"), "--overwrite"], "lies inside"),
+        (["export", str(run), str(model_file)], f"{model_file} exists; pass --overwrite"),
+        (["report", str(run), "--out", str(model_file)], "exists; pass --overwrite"),
+        (["export", str(run), str(tmp_path)], "is a folder"),
+    ]:
+        assert main(command) == 2, command
+        assert message in capsys.readouterr().err, command
+    assert (run / "manifest.json").read_bytes() == manifest
+    assert (run / "scan/model.safetensors").read_bytes() == weights
+    assert not list(tmp_path.glob("*.tmp"))
 
     exported = load_export(model_file)
     checkpoint_model, _ = load_clustering_checkpoint(run / "scan/checkpoints/best.ckpt")

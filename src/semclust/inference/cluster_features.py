@@ -51,6 +51,8 @@ def cluster_feature_file(
     if not source.is_file():
         raise FileNotFoundError(f"{source} does not exist (give an .npy file or a run directory)")
     features = check_features(_read_array(source, mmap_mode="r"))
+    if targets and not labels_path.is_file():
+        raise FileNotFoundError(f"targets file {labels_path} does not exist")
     labels = _read_array(labels_path) if labels_path and labels_path.is_file() else None
     if labels is not None and len(labels) != len(features):
         raise ValueError(f"{labels_path} holds {len(labels)} targets for {len(features)} rows")
@@ -62,8 +64,13 @@ def cluster_feature_file(
         except ValueError:
             raise ValueError(f"-k must be a number or auto, got {num_clusters!r}") from None
     out_dir = Path(out_dir)
-    if (out_dir / "comparison.json").exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} holds an earlier comparison; pass --overwrite")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"output path {out_dir} is a file, not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"output folder {out_dir} is not empty; pass --overwrite to replace the outputs "
+            "of an earlier semclust cluster there"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, Path] = {}
     if str(num_clusters) == "auto":
