@@ -17,7 +17,7 @@ from semclust.cli import main
 from semclust.evaluation import evaluate
 from semclust.inference.checkpoint import load_clustering_checkpoint
 from semclust.inference.export import load_export, save_export
-from semclust.inference.predict import predict_folder
+from semclust.inference.predict import predict_folder, resolve_device
 from semclust.inference.retrieval import nearest_images
 from semclust.pipeline import train
 
@@ -320,3 +320,17 @@ def test_a_trained_run_exports_and_predicts_like_its_checkpoint(
         np.load(tmp_path / "cli/probabilities.npy"),
         atol=1e-5,
     )
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("bogus", "unknown device 'bogus'; give auto, cpu, cuda or cuda:N"),
+        ("mps", "device 'mps' is not supported"),
+        ("cuda:99", "device 'cuda:99' asked for, but this machine has"),
+    ],
+)
+def test_a_device_this_machine_lacks_is_named(device, message):
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match=message):
+        resolve_device(device)

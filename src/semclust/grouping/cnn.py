@@ -40,9 +40,9 @@ class CnnMethod(Method):
         device: str = "auto",
         batch_size: int = 64,
     ) -> None:
-        if device in (None, "auto"):
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        from semclust.inference.predict import resolve_device
+
+        self.device = resolve_device(device)
         self.backbone = backbone.eval().to(self.device)
         self.preprocess = preprocess
         self.channels = channels

@@ -84,10 +84,23 @@ class EmbeddedBatch:
 
 
 def resolve_device(device: str | None) -> torch.device:
-    """``auto`` (or None) picks CUDA when present, else CPU; anything else is used as given."""
+    """``auto`` (or None) picks CUDA when present, else CPU; anything else is used as given,
+    if this machine has it."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; give auto, cpu, cuda or cuda:N") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but this machine has no CUDA GPU")
+    if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s)"
+        )
+    if chosen.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} is not supported; give auto, cpu, cuda or cuda:N")
+    return chosen
 
 
 def embed_paths(
