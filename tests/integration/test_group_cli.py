@@ -165,6 +165,15 @@ def test_a_folder_with_no_readable_image_is_an_error_not_a_crash(tmp_path, capsy
     assert "could be read" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [("--batch-size=1", "batch_size must be at least 2, got 1"), ("--neighbors=0", "at least 1")],
+)
+def test_too_small_sizes_say_the_least_they_take(photos, tmp_path, capsys, option, message):
+    assert main(["group", str(photos), "--out", str(tmp_path / "out"), option, "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_the_cnn_method_takes_the_backbone_of_an_exported_semclust_model(
     photos, tmp_path, tiny_model
 ):

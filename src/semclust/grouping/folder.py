@@ -31,9 +31,10 @@ def check_options(options: GroupOptions) -> None:
     given = threshold is not None and threshold != "auto"
     if given and (isinstance(threshold, str) or not 0.0 <= float(threshold) <= 1.0):
         raise ValueError(f"threshold must be a similarity in [0, 1] or auto, got {threshold!r}")
-    for name in ("batch_size", "neighbors", "sample_size", "workers"):
-        if getattr(options, name) < (2 if name == "batch_size" else 1):
-            raise ValueError(f"{name} must be positive, got {getattr(options, name)}")
+    # A batch is grouped within itself, so it needs two images to hold a pair.
+    for name, least in (("batch_size", 2), ("neighbors", 1), ("sample_size", 1), ("workers", 1)):
+        if getattr(options, name) < least:
+            raise ValueError(f"{name} must be at least {least}, got {getattr(options, name)}")
 
 
 def group_folder(
