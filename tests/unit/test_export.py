@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 from semclust.inference.export import (
     EXPORT_FORMAT,
     ModelFileError,
+    load_any_model,
     load_export,
     load_trained_model,
     read_cluster_names,
@@ -85,6 +86,14 @@ def test_missing_file_and_bad_arguments(tiny_model, tmp_path):
         save_export(*tiny_model(num_heads=2), tmp_path / "m.safetensors")
     with pytest.raises(ValueError, match="2 cluster names"):
         save_export(*tiny_model(), tmp_path / "m.safetensors", ["x", "y"])
+    picture = tmp_path / "photo.png"  # an image given where the model goes
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    with pytest.raises(ModelFileError, match=f"{picture} is not a semclust model: give"):
+        load_any_model(picture)
+    spec = tmp_path / "model.json"
+    spec.write_bytes(b"\xff\xfe not text")
+    with pytest.raises(ValueError, match=f"{spec} is not valid JSON"):
+        load_any_model(spec)
 
 
 def test_cluster_names_from_text_or_json(tmp_path):

@@ -162,6 +162,11 @@ def load_trained_model(source: str | Path) -> tuple[ClusteringModel, dict[str, A
 def _model_json(source: Path) -> Path:
     """``model.json`` of a stage folder, or of the last completed clustering stage of a run."""
     if source.is_file():
+        if source.suffix != ".json":
+            raise ModelFileError(
+                f"{source} is not a semclust model: give an exported .safetensors, a run "
+                "directory, a stage folder, its model.json or a .ckpt"
+            )
         return source
     if (source / MODEL_SPEC_NAME).is_file():  # a stage folder
         return source / MODEL_SPEC_NAME
