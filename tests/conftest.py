@@ -1,5 +1,6 @@
 """Shared fixtures: composing the project's Hydra configs the way train.py does."""
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +17,38 @@ register_configs()  # the config groups whose defaults live in code, as train.py
 # cuDNN convolves in TF32 by default on a GPU (rounding near 1e-3); tests that compare features
 # made there (mining, predict) with a CPU recompute at 1e-4 need float32 arithmetic on both.
 torch.backends.cudnn.allow_tf32 = False
+
+#: Most test workers (pytest-xdist's ``-n auto``): each holds torch, Lightning and a training
+#: run (up to ~2 GB), and past this the default digits run, the longest test, bounds the time.
+MAX_WORKERS = 8
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    return min(usable_cores(), MAX_WORKERS)
+
+
+def share_the_cores_between_workers() -> None:
+    """Under pytest-xdist, give each worker its share of the cores: two workers of two torch
+    threads each on two cores run slower than one, the threads waiting on each other.
+    ``train.py`` processes that tests start inherit the share through OMP_NUM_THREADS."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, usable_cores() // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+share_the_cores_between_workers()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first: a worker that started the default digits run (minutes) near the
+    end would leave the others idle while it finishes. The rest keep their order."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
