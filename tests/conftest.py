@@ -19,7 +19,7 @@ register_configs()  # the config groups whose defaults live in code, as train.py
 torch.backends.cudnn.allow_tf32 = False
 
 #: Most test workers (pytest-xdist's ``-n auto``): each holds torch, Lightning and a training
-#: run (up to ~2 GB), and past this the default digits run, the longest test, bounds the time.
+#: run (up to ~2 GB of memory).
 MAX_WORKERS = 8
 
 
@@ -32,9 +32,9 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 
 def share_the_cores_between_workers() -> None:
-    """Under pytest-xdist, give each worker its share of the cores: two workers of two torch
-    threads each on two cores run slower than one, the threads waiting on each other.
-    ``train.py`` processes that tests start inherit the share through OMP_NUM_THREADS."""
+    """Under pytest-xdist, give each worker its share of the cores: torch threads beyond it
+    would wait on each other while another worker holds a core. ``train.py`` processes that
+    tests start inherit the share through OMP_NUM_THREADS."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         threads = max(1, usable_cores() // workers)
@@ -49,6 +49,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The slow tests first: a worker that started the default digits run (minutes) near the
     end would leave the others idle while it finishes. The rest keep their order."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
