@@ -68,7 +68,11 @@ benchmark | tests)
     cp "$work/semclust.log" "$work/run/manifest.json" "$out/" 2>/dev/null
     tail -20 "$out/benchmark.log"
   else
-    timeout 540 python3 -m pytest -v -n 8 -p no:cacheprovider > "$out/tests.log" 2>&1
+    # pyproject's --dist worksteal needs pytest-xdist >= 3.2; an older one there takes load.
+    dist=worksteal
+    python3 -c "import xdist.scheduler.worksteal" 2>/dev/null || dist=load
+    timeout 540 python3 -m pytest -v -n 8 --dist "$dist" -p no:cacheprovider \
+      > "$out/tests.log" 2>&1
     status=$?
     grep -E "FAILED|ERROR" "$out/tests.log" | head -40
     tail -3 "$out/tests.log"
