@@ -141,6 +141,17 @@ def test_a_finished_run_run_again_retrains_nothing(uninterrupted: tuple[Path, di
     assert result(run_dir) == expected
 
 
+def test_when_checkpoints_are_written_does_not_change_the_result(
+    uninterrupted: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """The runs above write last.ckpt after every batch. By default it is written inside an
+    epoch once 10 minutes have passed, so when depends on the machine's speed and load: a run
+    that writes it at epoch ends only must end bit-identical."""
+    run_dir = tmp_path / "run"
+    finished(run_dir, "checkpoint_every_minutes=null")
+    assert result(run_dir) == uninterrupted[1]
+
+
 def test_a_killed_pretext_leaves_a_checkpoint_of_its_last_epoch(tmp_path: Path) -> None:
     """Before, the pretext's last.ckpt appeared only when the stage ended."""
     run_dir = tmp_path / "run"
