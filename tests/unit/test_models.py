@@ -31,6 +31,18 @@ def test_resnet18_cifar_gives_512_features_on_32x32(in_channels: int):
     assert features_of(backbone, torch.randn(2, in_channels, 32, 32)).shape == (2, 512)
 
 
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_cifar_stem_is_initialised_like_the_other_convolutions(in_channels: int):
+    # torchvision and SCAN's CIFAR ResNet draw every convolution from a normal of std
+    # sqrt(2 / fan_out); a replaced stem left at PyTorch's default (uniform, std
+    # 1 / sqrt(3 fan_in)) starts 1.9x (3 channels) to 3.3x (1 channel) wider.
+    stem = build_backbone("resnet18_cifar", in_channels=in_channels).model.conv1.weight
+    assert stem.shape == (64, in_channels, 3, 3)
+    expected_std = (2 / (64 * 3 * 3)) ** 0.5
+    assert stem.std().item() == pytest.approx(expected_std, rel=0.1)
+    assert abs(stem.mean().item()) < 0.1 * expected_std
+
+
 @pytest.mark.parametrize(
     ("model_name", "feature_dim"), [("resnet18", 512), ("mobilenet_v3_small", 1024)]
 )

@@ -74,6 +74,8 @@ class TorchvisionBackbone(nn.Module):
                 raise ValueError(f"cifar_stem applies to ResNets only, not {model_name!r}")
             # SCAN's CIFAR ResNet: 3x3 stride-1 stem and no max-pool keep 32x32 inputs detailed.
             model.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+            # Initialised as torchvision (and SCAN) initialise every other convolution.
+            nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
             model.maxpool = nn.Identity()
         elif in_channels != 3:
             raise ValueError(
