@@ -152,6 +152,25 @@ class TestNtXent:
             assert grad.abs().sum() > 0
         assert torch.autograd.gradcheck(lambda a, b: nt_xent_loss(a, b, 0.2), (z_a, z_b))
 
+    def test_under_bf16_autocast_it_is_the_float32_loss_of_the_same_projections(self):
+        # trainer=gpu trains under bf16 autocast, where a matmul keeps 8 significant bits
+        # (steps of 2**-8 near 1, 0.04 in a logit at temperature 0.1): similarities in float32.
+        z_a = random_tensor(512, 128, seed=6)
+        z_b = z_a + 0.5 * random_tensor(512, 128, seed=7)  # positives alike, as in training
+        # The projection head's outputs under autocast: bf16 tensors.
+        z_a, z_b = z_a.bfloat16().requires_grad_(), z_b.bfloat16().requires_grad_()
+        exact_a, exact_b = (z.detach().float().requires_grad_() for z in (z_a, z_b))
+        expected = nt_xent_loss(exact_a, exact_b, 0.1)
+        expected.backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = nt_xent_loss(z_a, z_b, 0.1)
+        loss.backward()
+        assert loss.dtype == torch.float32
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+        for grad, exact in ((z_a.grad, exact_a.grad), (z_b.grad, exact_b.grad)):
+            # The gradient reaches the bf16 projections rounded to bf16 once, no worse.
+            assert ((grad.float() - exact).norm() / exact.norm()).item() < 4e-3
+
 
 class TestScanLoss:
     @pytest.mark.parametrize("weight", [0.0, 1.0, 5.0])

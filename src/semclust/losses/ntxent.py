@@ -31,10 +31,14 @@ def nt_xent_loss(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> to
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     batch_size = z_a.shape[0]
-    z = F.normalize(torch.cat([z_a, z_b]), dim=1)
-    similarities = z @ z.T / temperature
-    # A sample is never its own negative.
-    self_mask = torch.eye(2 * batch_size, dtype=torch.bool, device=z.device)
-    similarities = similarities.masked_fill(self_mask, float("-inf"))
-    positives = torch.cat([torch.arange(batch_size, 2 * batch_size), torch.arange(batch_size)])
-    return F.cross_entropy(similarities, positives.to(z.device))
+    # In float32 under mixed precision too: a bf16 matmul gives similarities near 1 in steps
+    # of 2**-8, which a temperature of 0.1 turns into logit steps of ~0.04.
+    with torch.autocast(z_a.device.type, enabled=False):
+        z = torch.cat([z_a, z_b])
+        z = F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)
+        similarities = z @ z.T / temperature
+        # A sample is never its own negative.
+        self_mask = torch.eye(2 * batch_size, dtype=torch.bool, device=z.device)
+        similarities = similarities.masked_fill(self_mask, float("-inf"))
+        positives = torch.arange(2 * batch_size, device=z.device).roll(batch_size)
+        return F.cross_entropy(similarities, positives)
