@@ -18,7 +18,8 @@ shared=${SHARED:-../shared}
 
 # Declared dependencies the GPU machine may lack and small enough to carry (the carry holds
 # 64 MiB with the tree; ../shared/device/prepare.sh fills about 38 MB of it). opencv and
-# numba's llvmlite are about 60 MB each and do not fit: imports.txt says if they are missing.
+# numba's llvmlite are about 60 MB each and do not fit: imports.txt says if they are missing,
+# the tests that need them skip, and a run's report draws its map with PCA, without heatmaps.
 EXTRAS="open_clip_torch:open_clip ftfy:ftfy wcwidth:wcwidth regex:regex ImageHash:imagehash
 PyWavelets:pywt datasketch:datasketch networkx:networkx"
 REPORTED="torch torchvision pytorch_lightning hydra omegaconf faiss timm pytorch_grad_cam
@@ -58,7 +59,8 @@ run_tests() {  # $1: seconds it may take
   local dist=worksteal status
   # pyproject's --dist worksteal needs pytest-xdist >= 3.2; an older one there takes load.
   python3 -c "import xdist.scheduler.worksteal" 2>/dev/null || dist=load
-  timeout "$1" python3 -m pytest -v -n 8 --dist "$dist" -p no:cacheprovider \
+  # Without CI set, tests marked needs(cv2 / umap / pytorch_grad_cam) skip there, saying why.
+  env -u CI timeout "$1" python3 -m pytest -v -n 8 --dist "$dist" -p no:cacheprovider \
     > "$out/tests.log" 2>&1
   status=$?
   grep -E "FAILED|ERROR" "$out/tests.log" | head -40

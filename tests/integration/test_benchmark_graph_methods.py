@@ -5,11 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from semclust.pipeline import train
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.needs("umap")
 def test_every_method_column_is_scored_beside_scan(tiny_config, tmp_path):
     train(tiny_config("stages=[pretext,mine,scan]"))
     out = tmp_path / "graph.json"

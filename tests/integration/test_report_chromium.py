@@ -24,10 +24,13 @@ CHROMIUM = next(
     ),
     None,
 )
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no chromium, chromium-browser or google-chrome on PATH (apt-get install chromium)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="no chromium, chromium-browser or google-chrome on PATH (apt-get install chromium)",
+    ),
+    pytest.mark.needs("pytorch_grad_cam"),
+]
 
 # Runs before the page's Content-Security-Policy is parsed (that policy forbids scripts), so
 # the report is checked exactly as written. After load it records, per cluster section and

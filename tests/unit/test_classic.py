@@ -88,6 +88,7 @@ def test_invalid_inputs_raise(features, num_clusters, message):
         cluster_labels("kmeans", features, num_clusters, SEED)
 
 
+@pytest.mark.needs("umap")
 def test_reductions_give_the_right_shapes(blobs):
     features, _ = blobs
     np.testing.assert_array_equal(reduce_features(features, "none", SEED), features)
@@ -140,6 +141,7 @@ def test_single_score_selection_takes_its_extreme(blobs, select_by, best_is):
     assert "mean_rank" not in comparison.best
 
 
+@pytest.mark.needs("umap")
 def test_input_score_space_scores_on_the_normalised_input_not_the_reduced_space(blobs):
     features, _ = blobs
     comparison = compare_methods(

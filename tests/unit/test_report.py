@@ -4,6 +4,7 @@ and Grad-CAM heatmaps that leave the model as they found it."""
 import base64
 import io
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,15 @@ from torchvision.transforms.functional import to_tensor
 
 from semclust.metrics import clustering_scores
 from semclust.models import build_backbone
-from semclust.reporting import GradCamExplainer, ReportData, write_report
+from semclust.reporting import GradCamExplainer, ReportData, grad_cam_for, write_report
+from semclust.reporting.embedding_map import embedding_map
 
 NUM_CLUSTERS = 4  # cluster 3 stays empty
 NOISE = {0: 0.3, 1: 0.8, 2: 0.05}  # cluster 2 is the tightest, cluster 1 the loosest
 EVIL_PATH = '/data/<script>alert("x")</script> & co.png'
+# Where opencv (for grad-cam) or numba (for UMAP) is missing, as on the GPU machine.
+GRAD_CAM = pytest.mark.needs("pytorch_grad_cam")
+FULL_REPORT = pytest.mark.needs("pytorch_grad_cam", "umap")
 
 
 def synthetic(count: int, seed: int = 0) -> tuple[ReportData, list[PIL.Image.Image]]:
@@ -101,6 +106,7 @@ def full_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ReportDa
     return out.read_text("utf-8"), data, loaded
 
 
+@FULL_REPORT
 def test_every_image_is_an_inlined_png(full_report):
     page, _, _ = full_report
     sources = img_sources(page)
@@ -112,6 +118,7 @@ def test_every_image_is_an_inlined_png(full_report):
     assert "http://" not in page and "https://" not in page
 
 
+@FULL_REPORT
 def test_clusters_ranked_by_cohesion_with_empty_last(full_report):
     page, _, _ = full_report
     assert cluster_order(page) == [2, 0, 1, 3]
@@ -122,6 +129,7 @@ def test_clusters_ranked_by_cohesion_with_empty_last(full_report):
     assert cohesions == sorted(cohesions, reverse=True) and len(cohesions) == 3
 
 
+@FULL_REPORT
 def test_paths_and_names_are_escaped(full_report):
     page, _, _ = full_report
     assert "<script" not in page
@@ -131,6 +139,7 @@ def test_paths_and_names_are_escaped(full_report):
     assert "/data/&lt;broken&gt;.png" in page
 
 
+@FULL_REPORT
 def test_labels_give_scores_and_confusion_matrix(full_report):
     page, data, _ = full_report
     assert '<section id="labels">' in page and '<section id="scores">' not in page
@@ -145,6 +154,7 @@ def test_labels_give_scores_and_confusion_matrix(full_report):
     assert confusion.count('<th scope="col">') == 1 + NUM_CLUSTERS
 
 
+@FULL_REPORT
 def test_summary_map_and_errors(full_report):
     page, data, _ = full_report
     mean_confidence = data.probabilities.max(axis=1).mean()
@@ -154,6 +164,7 @@ def test_summary_map_and_errors(full_report):
     assert '<section id="errors">' in page and "cannot identify image file" in page
 
 
+@FULL_REPORT
 def test_load_image_called_only_for_prototypes(full_report):
     _, data, loaded = full_report
     predictions = data.probabilities.argmax(axis=1)
@@ -189,6 +200,33 @@ def test_unknown_targets_only_is_treated_as_unlabelled(tmp_path: Path):
     assert "no Grad-CAM explainer was given" in page
 
 
+def test_without_grad_cam_the_report_is_written_and_says_why(tmp_path: Path, monkeypatch, caplog):
+    """grad-cam imports opencv, which an install may lack: no heatmaps then, never no report."""
+    monkeypatch.setitem(sys.modules, "pytorch_grad_cam", None)  # importing it now fails
+    explainer, reason = grad_cam_for(tiny_model(), to_tensor)
+    assert explainer is None
+    assert reason.startswith("the grad-cam package could not be imported (")
+    assert "report without heatmaps" in caplog.text
+    data, images = synthetic(8)
+    page = write_report(
+        tmp_path / "r.html", data, images.__getitem__, explainer, no_heatmaps_reason=reason
+    ).read_text("utf-8")
+    assert "Grad-CAM heatmaps are not shown: the grad-cam package could not be imported" in page
+    assert len(img_sources(page)) == 8 + 1  # 8 prototypes and the map
+
+
+def test_without_umap_the_map_is_drawn_with_pca_and_says_why(monkeypatch, caplog):
+    """UMAP needs numba, which an install may lack or have built for another numpy."""
+    monkeypatch.setitem(sys.modules, "umap", None)  # importing it now fails
+    data, _ = synthetic(40)
+    png, caption = embedding_map(data.embeddings, data.probabilities.argmax(axis=1), 4, 0)
+    assert caption.startswith("PCA of all 40 embeddings, coloured by cluster (UMAP could not")
+    assert "report map drawn with PCA" in caplog.text
+    image = PIL.Image.open(io.BytesIO(png))
+    assert image.format == "PNG" and min(image.size) > 100
+
+
+@GRAD_CAM
 def test_heatmaps_have_visible_size_and_leave_the_model_unchanged():
     _, images = synthetic(6)
     model = tiny_model()
@@ -216,6 +254,7 @@ def test_heatmaps_have_visible_size_and_leave_the_model_unchanged():
         assert torch.equal(parameter, before[name]), name
 
 
+@GRAD_CAM
 def test_heatmap_follows_the_cluster_that_drove_it():
     """Channel 0 sees the bright left half and drives cluster 0; channel 1 the dark right
     half and cluster 1. Each heatmap must be hot where its cluster's evidence is."""
@@ -255,6 +294,7 @@ def test_model_without_conv2d_is_refused():
         GradCamExplainer(tiny_model(), to_tensor, target_layer=nn.Conv2d(1, 1, 1))
 
 
+@GRAD_CAM
 def test_explainer_errors_name_the_bad_value():
     _, images = synthetic(2)
     explainer = GradCamExplainer(tiny_model(), to_tensor)

@@ -1,9 +1,12 @@
 """The report's 2-D map of the embeddings: UMAP (PCA for very few points), coloured by cluster.
 
-UMAP is imported only when a map is drawn: it is slow to import and pulls in numba.
+UMAP is imported only when a map is drawn: it is slow to import and pulls in numba. Where it
+cannot be imported (numba missing, or built for another numpy) the map is drawn with PCA and
+its caption says why: a finished run's report is not worth losing over its map.
 """
 
 import io
+import logging
 import warnings
 
 import matplotlib
@@ -11,6 +14,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from semclust.metrics import l2_normalize
+
+log = logging.getLogger(__name__)
 
 _MAP_MAX_POINTS = 5_000  # UMAP of more points takes minutes and draws no clearer a map
 _UMAP_MIN_POINTS = 10  # below this a neighbour graph says nothing: PCA instead
@@ -28,15 +33,18 @@ def embedding_map(
     # Euclidean distances of unit vectors order pairs as cosine similarity does.
     points = l2_normalize(embeddings[rows])
     shown = f"all {count:,}" if len(rows) == count else f"{len(rows):,} of {count:,} (seed {seed})"
+    coordinates, why_not_umap = None, f"UMAP needs at least {_UMAP_MIN_POINTS} images"
     if len(rows) >= _UMAP_MIN_POINTS:
-        coordinates = _umap(points, seed)
+        try:
+            coordinates = _umap(points, seed)
+        except ImportError as error:
+            why_not_umap = f"UMAP could not be imported: {error}"
+            log.warning("report map drawn with PCA: %s", why_not_umap)
+    if coordinates is not None:
         caption = f"UMAP of {shown} embeddings, coloured by cluster."
     else:
         coordinates = _pca(points)
-        caption = (
-            f"PCA of {shown} embeddings, coloured by cluster "
-            f"(UMAP needs at least {_UMAP_MIN_POINTS} images)."
-        )
+        caption = f"PCA of {shown} embeddings, coloured by cluster ({why_not_umap})."
     clusters = predictions[rows]
     if num_clusters <= 20:
         palette = matplotlib.colormaps["tab10" if num_clusters <= 10 else "tab20"]

@@ -1,9 +1,11 @@
 """Grad-CAM heatmaps of cluster assignments, with the grad-cam package (pytorch_grad_cam).
 
-The package is imported only when heatmaps are computed, so reports without them (and
-everything that merely imports :mod:`semclust.reporting`) work without it.
+The package is imported only when heatmaps are wanted, so everything that merely imports
+:mod:`semclust.reporting` works without it, and a report is written without heatmaps (saying
+why) where it cannot be imported: it needs opencv, which an install may lack.
 """
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -13,6 +15,8 @@ from torch import nn
 
 from semclust.models.heads import head_logits
 from semclust.reporting.images import overlay_heatmap
+
+log = logging.getLogger(__name__)
 
 
 class GradCamExplainer:
@@ -154,6 +158,12 @@ def grad_cam_for(
     model: nn.Module, preprocess: Callable[[PIL.Image.Image], torch.Tensor]
 ) -> tuple[GradCamExplainer | None, str | None]:
     """A Grad-CAM explainer of a one-head clustering model, or None and why not."""
+    try:
+        import pytorch_grad_cam  # noqa: F401  (it needs opencv, which an install may lack)
+    except ImportError as error:
+        reason = f"the grad-cam package could not be imported ({error})"
+        log.warning("report without heatmaps: %s", reason)
+        return None, reason
     try:
         return GradCamExplainer(_SingleHead(model), preprocess), None
     except ValueError as error:  # e.g. a vision transformer: no convolution to explain
