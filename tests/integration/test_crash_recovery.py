@@ -109,12 +109,12 @@ def test_killed_in_every_stage_and_during_a_checkpoint_write_gives_the_same_resu
 
 # The kill points the test above does not reach: an epoch's end, the first checkpoint torn
 # (no earlier one to fall back to) and a stage's outputs written but not yet recorded.
-# Mid-batch kills in each stage and mine.embedded are the test above's.
+# Mid-batch kills in each stage and mine.embedded are the test above's; pretext.epoch#1 is
+# test_a_killed_pretext_leaves_a_checkpoint_of_its_last_epoch's.
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "kill_at",
     [
-        "pretext.epoch#1",
         "checkpoint.write#1",
         "stage.finished#2",  # mine's outputs written, not recorded: its cache is reused
         "scan.epoch#1",
@@ -152,8 +152,11 @@ def test_when_checkpoints_are_written_does_not_change_the_result(
     assert result(run_dir) == uninterrupted[1]
 
 
-def test_a_killed_pretext_leaves_a_checkpoint_of_its_last_epoch(tmp_path: Path) -> None:
-    """Before, the pretext's last.ckpt appeared only when the stage ended."""
+def test_a_killed_pretext_leaves_a_checkpoint_of_its_last_epoch(
+    uninterrupted: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """Before, the pretext's last.ckpt appeared only when the stage ended. Killed at that
+    epoch's end, the same command then ends bit-identical."""
     run_dir = tmp_path / "run"
     killed(run_dir, "pretext.epoch#1")
     import torch
@@ -165,6 +168,8 @@ def test_a_killed_pretext_leaves_a_checkpoint_of_its_last_epoch(tmp_path: Path) 
     state = next(v for k, v in checkpoint["callbacks"].items() if "ResumableCheckpoint" in k)
     assert (state["epoch"], state["batches_done"]) == (1, 0)
     assert set(state["random_states"]) >= {"python", "numpy", "torch"}
+    finished(run_dir)
+    assert result(run_dir) == uninterrupted[1]
 
 
 def test_a_time_budget_stops_cleanly_and_the_same_command_finishes_the_run(tmp_path: Path):
