@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,19 @@ def test_an_output_inside_the_input_or_full_of_other_results_is_refused(photos, 
     assert main(["group", str(photos), "--out", str(out), "--quiet", "--overwrite"]) == 0
     assert (out / "mine.txt").read_text() == "keep me"
     assert sorted(os.listdir(out / "groups")) == ["0001", "0002"]
+
+
+@pytest.mark.parametrize("method", ["orb", "template"])
+def test_a_method_whose_module_is_missing_is_refused_before_any_output(
+    photos, tmp_path, capsys, monkeypatch, method
+):
+    """ORB and template matching need opencv, which an install may lack (the GPU machine)."""
+    monkeypatch.setitem(sys.modules, "cv2", None)  # importing it now fails
+    out = tmp_path / "out"
+    assert main(["group", str(photos), "--out", str(out), "--method", method, "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert f"error: method {method} needs opencv-python-headless, which cannot be imported" in error
+    assert "Traceback" not in error and not out.exists()
 
 
 def test_a_folder_with_no_readable_image_is_an_error_not_a_crash(tmp_path, capsys):

@@ -17,7 +17,7 @@ from semclust.grouping.output import (
     write_summary,
     write_tables,
 )
-from semclust.grouping.registry import build_method
+from semclust.grouping.registry import build_method, check_method_available
 from semclust.grouping.settings import GroupOptions
 from semclust.grouping.threshold import save_curve
 from semclust.output_folder import LINK_MODES
@@ -49,6 +49,8 @@ def group_folder(
     started = time.perf_counter()
     options = options or GroupOptions()
     check_options(options)
+    if method is None:
+        check_method_available(options.method)
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     if not input_dir.exists():
         raise FileNotFoundError(f"input folder {input_dir} does not exist")

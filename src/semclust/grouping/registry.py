@@ -1,5 +1,7 @@
 """Every grouping method by name (the names are :data:`~semclust.grouping.settings.METHODS`)."""
 
+import importlib
+
 from semclust.grouping.feature_methods import CornerMinHash, Orb
 from semclust.grouping.methods import DHash, Method, PHash
 from semclust.grouping.pixel_methods import Ssim, Template
@@ -14,6 +16,26 @@ _PLAIN = {
     "orb": Orb,
     "minhash": CornerMinHash,
 }
+
+#: Modules a method imports only when it runs, and the package that provides each: checked
+#: before any output is written, so a broken install fails in one line, not in a worker thread.
+_MODULES = {
+    "template": ("cv2", "opencv-python-headless"),
+    "orb": ("cv2", "opencv-python-headless"),
+}
+
+
+def check_method_available(name: str) -> None:
+    """Refuse method ``name`` when a module it needs cannot be imported here, naming it."""
+    if name in _MODULES:
+        module, package = _MODULES[name]
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ValueError(
+                f"method {name} needs {package}, which cannot be imported here ({error}); "
+                f"pip install {package}, or choose another method"
+            ) from error
 
 
 def build_method(options: GroupOptions) -> Method:
