@@ -2,7 +2,8 @@
 
 Random parameters are drawn on the CPU from an explicit ``torch.Generator`` (or per sample
 from :class:`~semclust.data.sample_streams.SampleStreams`) and only then moved to the images'
-device, so a seed gives the same views on CPU and CUDA. Functions that
+device, so a seed gives the same views on CPU and CUDA; they move with
+:func:`~semclust.transfer.on_device`, which never waits for the device. Functions that
 draw take ``generator`` and return parameters; functions that apply take tensors and never
 draw. Images here are float ``(B, C, H, W)`` in ``[0, 1]`` unless a name says ``uint8``.
 """
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from semclust.data.sample_streams import Draws, draw_uniform
+from semclust.transfer import on_device
 
 # torchvision's rgb_to_grayscale weights (ITU-R 601, with its 0.2989 for red).
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
@@ -53,19 +55,19 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """Per-channel ``(x - mean) / std``."""
-    mean_t = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+    mean_t = on_device(mean, images, images.dtype).view(1, -1, 1, 1)
+    std_t = on_device(std, images, images.dtype).view(1, -1, 1, 1)
     return (images - mean_t) / std_t
 
 
 def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """CPU ``(B,)`` parameters as ``(B, 1, 1, 1)`` on ``like``'s device and dtype."""
-    return values.to(device=like.device, dtype=like.dtype).view(-1, 1, 1, 1)
+    return on_device(values, like, like.dtype).view(-1, 1, 1, 1)
 
 
 def warp(images: torch.Tensor, theta: torch.Tensor, size: int, padding_mode: str) -> torch.Tensor:
     """Sample ``size``² outputs through per-sample inverse affine maps ``theta`` (B, 2, 3)."""
-    theta = theta.to(device=images.device, dtype=images.dtype)
+    theta = on_device(theta, images, images.dtype)
     grid = F.affine_grid(theta, [images.shape[0], images.shape[1], size, size], align_corners=False)
     return F.grid_sample(
         images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False
@@ -202,7 +204,7 @@ def padded_crop_flip(
     rows = _reflect(top[:, None] + steps - padding, size)
     columns = left[:, None] + torch.where(flips[:, None], size - 1 - steps, steps)
     columns = _reflect(columns - padding, size)
-    rows, columns = rows.to(images.device), columns.to(images.device)
+    rows, columns = on_device(rows, images), on_device(columns, images)
     channels = images.shape[1]
     picked = images.gather(2, rows.view(batch, 1, size, 1).expand(-1, channels, -1, size))
     return picked.gather(3, columns.view(batch, 1, 1, size).expand(-1, channels, size, -1))
@@ -233,14 +235,14 @@ def erasing_boxes(
 
 def erase(images: torch.Tensor, boxes: Boxes, erased: torch.Tensor) -> torch.Tensor:
     """Set each erased sample's box to zero, as a new tensor."""
-    device = images.device
-    rows = torch.arange(images.shape[-2], device=device).view(1, -1, 1)
-    columns = torch.arange(images.shape[-1], device=device).view(1, 1, -1)
-    top, left = boxes.top.to(device).view(-1, 1, 1), boxes.left.to(device).view(-1, 1, 1)
-    bottom = top + boxes.height.to(device).view(-1, 1, 1)
-    right = left + boxes.width.to(device).view(-1, 1, 1)
-    inside = (rows >= top) & (rows < bottom) & (columns >= left) & (columns < right)
-    inside = inside & erased.to(device).view(-1, 1, 1)
+    rows = torch.arange(images.shape[-2], device=images.device).view(1, -1, 1)
+    columns = torch.arange(images.shape[-1], device=images.device).view(1, 1, -1)
+    top, left, height, width = (
+        on_device(value, images).view(-1, 1, 1)
+        for value in (boxes.top, boxes.left, boxes.height, boxes.width)
+    )
+    inside = (rows >= top) & (rows < top + height) & (columns >= left) & (columns < left + width)
+    inside = inside & on_device(erased, images).view(-1, 1, 1)
     return images.masked_fill(inside.unsqueeze(1), 0.0)
 
 
@@ -248,7 +250,7 @@ def grayscale(images: torch.Tensor) -> torch.Tensor:
     """Luma ``(B, 1, H, W)`` of RGB images; a 1-channel image is its own luma."""
     if images.shape[1] == 1:
         return images
-    weights = torch.tensor(GRAY_WEIGHTS, dtype=images.dtype, device=images.device)
+    weights = on_device(GRAY_WEIGHTS, images, images.dtype)
     return (images * weights.view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
 
 
@@ -305,7 +307,7 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """
     value, chroma, hue = _value_chroma_hue(images)
     hue = hue.add_(6 * shift.view(-1, 1, 1)).unsqueeze(1)
-    offsets = torch.tensor([5.0, 3.0, 1.0], dtype=images.dtype, device=images.device)
+    offsets = on_device((5.0, 3.0, 1.0), images, images.dtype)
     k = (offsets.view(1, 3, 1, 1) + hue).remainder_(6)
     weight = torch.minimum(k, 4 - k).clamp_(0, 1)
     return (value.unsqueeze(1) - chroma.unsqueeze(1) * weight).clamp_(0, 1)
@@ -340,7 +342,7 @@ def color_jitter(
     adjustments = [adjust_brightness, adjust_contrast]
     if images.shape[1] == 3:
         adjustments += [adjust_saturation, adjust_hue]
-    factors_on_device = factors.to(device=images.device, dtype=images.dtype)
+    factors_on_device = on_device(factors, images, images.dtype)
     out = images.clone()
     for slot in range(4):
         for op_index, adjust in enumerate(adjustments):
@@ -348,7 +350,7 @@ def color_jitter(
             chosen = torch.nonzero(applied & (order[:, slot] == op_index))[:, 0]
             if len(chosen) == 0:
                 continue
-            chosen = chosen.to(images.device)
+            chosen = on_device(chosen, images)
             subset = out.index_select(0, chosen)
             out.index_copy_(0, chosen, adjust(subset, factors_on_device[chosen, op_index]))
     return out
@@ -356,7 +358,7 @@ def color_jitter(
 
 def random_grayscale(images: torch.Tensor, generator: Draws, p: float) -> torch.Tensor:
     """With probability ``p`` per sample, replace the image by its luma in every channel."""
-    chosen = coin(generator, images.shape[0], p).to(images.device).view(-1, 1, 1, 1)
+    chosen = on_device(coin(generator, images.shape[0], p), images).view(-1, 1, 1, 1)
     return torch.where(chosen, grayscale(images).expand_as(images), images)
 
 
@@ -372,7 +374,7 @@ def brightness_contrast(
     Contrast scales around each image's own mean over all channels and pixels.
     """
     u = draw_uniform(generator, (images.shape[0], 3))
-    applied = (u[:, 0] < p).to(images.device).view(-1, 1, 1, 1)
+    applied = on_device(u[:, 0] < p, images).view(-1, 1, 1, 1)
     scaled = images * per_sample(1 + (2 * u[:, 1].double() - 1) * brightness, images)
     mean = scaled.mean(dim=(1, 2, 3), keepdim=True)
     contrast_factor = per_sample(1 + (2 * u[:, 2].double() - 1) * contrast, images)

@@ -16,6 +16,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from semclust.data.sample_streams import Draws, SampleStreams
+from semclust.transfer import on_device
 
 # v2.RandAugment's defaults; a different magnitude would change every op's strength.
 MAGNITUDE = 9
@@ -173,8 +174,7 @@ def apply_choices(images: torch.Tensor, choices: Choices) -> torch.Tensor:
         order = torch.argsort(round_group, stable=True)
         position_of_sample = torch.empty_like(held_sample)
         position_of_sample[held_sample] = torch.arange(batch_size)
-        # non_blocking: a blocking host-to-device copy also waits for the device's queue.
-        gather = position_of_sample[order].to(images.device, non_blocking=True)
+        gather = on_device(position_of_sample[order], images)
         current = current.index_select(0, gather)
         held_sample = order
         counts = torch.bincount(round_group, minlength=2 * len(OPS)).tolist()
@@ -188,7 +188,7 @@ def apply_choices(images: torch.Tensor, choices: Choices) -> torch.Tensor:
         current = torch.cat(outputs) if outputs else current
     if current is images:
         return images.clone()
-    restore = held_sample.to(images.device, non_blocking=True)
+    restore = on_device(held_sample, images)
     return torch.empty_like(current).index_copy_(0, restore, current)
 
 

@@ -2,8 +2,8 @@
 
 The loader hands out only what is cheap on the CPU: a batch's decoded uint8 images (one
 index into the decoded tensor; a quarter of the bytes of float views), their indices,
-targets, drawn neighbours and a seed. Lightning moves the batch to the module's device,
-whichever it is, and there the module calls the batch's :class:`ViewPlan`
+targets, drawn neighbours and each sample's random stream. Lightning moves the tensors to the
+module's device, whichever it is, and there the module calls the batch's :class:`ViewPlan`
 (:meth:`semclust.stages.base.CollectsValidation.on_after_batch_transfer`), which makes every
 view of the whole batch at once. Every sample's parameters come from its own seed
 (:mod:`semclust.data.sampling`, :mod:`semclust.data.sample_streams`), so a resumed epoch makes
@@ -23,6 +23,10 @@ from semclust.data.sampling import SampleKey, mix_seed, split_key
 
 #: The batch key holding the :class:`ViewPlan` until the device applies it.
 PLAN_KEY = "view_plan"
+#: The batch key of its samples' :class:`SampleStreams`: not a tensor, so the batch's move to
+#: the device leaves it on the CPU, where the views draw their parameters. (Seeds in a tensor
+#: would travel to the GPU and have to be read back, which waits for the device.)
+STREAMS_KEY = "view_streams"
 
 
 class ViewPlan:
@@ -40,7 +44,7 @@ class ViewPlan:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Replace the batch's decoded images with its views (on the images' device)."""
         sources = {"anchor": batch.pop("pixels"), "neighbor": batch.pop("neighbor_pixels", None)}
-        streams = SampleStreams(batch.pop("view_seeds").cpu())
+        streams = batch.pop(STREAMS_KEY)
         for name, (source, transform) in self.views.items():
             batch[name] = transform(sources[source], streams)
         return batch
@@ -86,7 +90,7 @@ class DecodedViews(Dataset):
             "index": index,
             "target": self.targets[index],
             "pixels": self.pixels[index],
-            "view_seeds": torch.tensor(view_seeds, dtype=torch.long),
+            STREAMS_KEY: SampleStreams(torch.tensor(view_seeds, dtype=torch.long)),
             PLAN_KEY: self.plan,
         }
         if self.neighbors is not None:

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from semclust.transfer import on_device
+
 
 def rotate(images: torch.Tensor, angles: torch.Tensor, fill: Sequence[float]) -> torch.Tensor:
     """``images`` turned counter-clockwise about their centres by ``angles`` (radians, one per
@@ -26,7 +28,7 @@ def rotate(images: torch.Tensor, angles: torch.Tensor, fill: Sequence[float]) ->
         )
     if len(fill) != images.shape[1]:
         raise ValueError(f"fill needs one value per channel ({images.shape[1]}), got {fill}")
-    angles = angles.to(device=images.device, dtype=torch.float64)
+    angles = on_device(angles, images, torch.float64)
     cos, sin, zero = angles.cos(), angles.sin(), torch.zeros_like(angles)
     # affine_grid maps output to input coordinates: the inverse turn, by -angle. y points
     # down in image coordinates, so this matrix turns the picture counter-clockwise.
@@ -34,7 +36,7 @@ def rotate(images: torch.Tensor, angles: torch.Tensor, fill: Sequence[float]) ->
         [torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], dim=1
     ).to(images.dtype)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    offset = torch.as_tensor(fill, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+    offset = on_device(fill, images, images.dtype).view(1, -1, 1, 1)
     # Zero padding of (images - fill) is padding with fill.
     turned = F.grid_sample(
         images - offset, grid, mode="bilinear", padding_mode="zeros", align_corners=False
