@@ -3,7 +3,10 @@
     python scripts/benchmark_views.py [--threads N] [--device cuda]
 
 Prints the median time of each view over repeats (per-image: the torchvision recipe applied
-image by image, as a loader worker does; batched: semclust.data.batch_views on the device).
+image by image, as a loader worker does; batched: semclust.data.batch_views on the device),
+and, counted on a batch on the ``meta`` device, the ops a batched view runs on the device
+(about one kernel launch each on a GPU, which bounds a view there) and the host-to-device
+copies it would wait for.
 """
 
 import argparse
@@ -14,6 +17,7 @@ import torch
 
 from semclust.data.batch_views import build_batch_transforms
 from semclust.data.transforms import build_transforms
+from semclust.transfer import recorded_device_work
 
 
 def median_seconds(function, repeats: int, device: torch.device) -> float:
@@ -37,12 +41,15 @@ def main() -> None:
     device = torch.device(args.device)
     seeded = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (args.batch, 3, 32, 32), dtype=torch.uint8, generator=seeded)
-    on_device = images.to(device)
+    on_device, on_meta = images.to(device), images.to("meta")
     settings = {"image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
     per_image = build_transforms("natural", **settings)
     batched = build_batch_transforms("natural", **settings)
     print(f"torch {torch.__version__}, {args.threads} threads, batch views on {device}")
-    print(f"{'view':8} {'per-image ms':>13} {'batched ms':>11} {'speed-up':>9}")
+    print(
+        f"{'view':8} {'per-image ms':>13} {'batched ms':>11} {'speed-up':>9} "
+        f"{'device ops':>11} {'waits':>6}"
+    )
     for view in ("pretext", "weak", "strong", "eval"):
         one_by_one = median_seconds(
             lambda v=view: [per_image.get(v)(image) for image in images], 3, torch.device("cpu")
@@ -52,8 +59,11 @@ def main() -> None:
         at_once = median_seconds(
             lambda v=view, g=generator: batched.get(v)(on_device, g), 21, device
         )
+        with recorded_device_work() as work:
+            batched.get(view)(on_meta, torch.Generator().manual_seed(0))
         print(
-            f"{view:8} {one_by_one * 1e3:13.1f} {at_once * 1e3:11.1f} {one_by_one / at_once:9.1f}x"
+            f"{view:8} {one_by_one * 1e3:13.1f} {at_once * 1e3:11.1f} "
+            f"{one_by_one / at_once:9.1f}x {work.ops:11d} {len(work.waits):6d}"
         )
 
 

@@ -5,6 +5,7 @@ import torch
 from torchvision.transforms import v2
 
 from semclust.data.batch_randaugment import (
+    GEOMETRIC_OPS,
     MAGNITUDE,
     NUM_MAGNITUDE_BINS,
     OP_NAMES,
@@ -13,6 +14,8 @@ from semclust.data.batch_randaugment import (
     apply_op,
     draw_choices,
     magnitude,
+    move_pixels,
+    pixel_maps,
     rand_augment,
 )
 
@@ -89,6 +92,23 @@ def test_every_op_alone_matches_torchvision_on_a_batch(channels):
             flags = torch.full((1, 16), negative)
             result = apply_op(images, name, (-1 if negative else 1) * magnitude(name, 9, 9))
             assert torch.equal(result, reference(images, op, flags)), (name, negative)
+
+
+@pytest.mark.parametrize("height, width", [(32, 32), (11, 14)])
+def test_geometric_ops_through_their_pixel_maps_equal_torchvision_s(height, width):
+    images = make_images(12, 3, height, width)
+    count = len(images)
+    source, outside = pixel_maps(height, width, images.device)
+    assert source.shape == outside.shape == (1 + 2 * len(GEOMETRIC_OPS), height * width)
+    assert torch.equal(move_pixels(images, torch.zeros(count, dtype=torch.long)), images)
+    for index, name in enumerate(GEOMETRIC_OPS):
+        for negative in (False, True):
+            row = 1 + 2 * index + negative
+            op = torch.full((1, count), OP_NAMES.index(name))
+            expected = reference(images, op, torch.full((1, count), negative))
+            moved = move_pixels(images, torch.full((count,), row))
+            assert torch.equal(moved, expected), (name, negative)
+            assert 0 < int(outside[row].sum()) < height * width  # some pixels fall outside
 
 
 def test_color_leaves_a_grayscale_image_unchanged_like_torchvision():

@@ -6,12 +6,19 @@ ops, the sign of the magnitude. So each round draws (op, sign) for every sample,
 batch by that choice and applies torchvision's own functional op to each group as one
 ``(N, C, H, W)`` tensor: every image gets exactly what ``v2.RandAugment`` gives it for the
 same choices, at the cost of a few batched kernels instead of one call per image.
+
+The geometric ops (shears, translations, rotation) sample the nearest pixel, so each one
+copies input pixels to fixed places: a map learnt once per image size from torchvision's own
+op. All of a round's geometric groups are then one gather. On a GPU that is what bounds
+this augmentation: each group's kernels cost a launch however few its images.
 """
 
+import functools
 import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as torch_functional
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
@@ -41,6 +48,13 @@ OPS: tuple[tuple[str, bool], ...] = (
 )
 OP_NAMES = tuple(name for name, _ in OPS)
 _SIGNED = torch.tensor([signed for _, signed in OPS])
+GEOMETRIC_OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
+# Group g = 2 * op + negative -> its row of the pixel maps (0, the identity, for other ops).
+_MAP_ROW = torch.zeros(2 * len(OPS), dtype=torch.long)
+for _row, (_op, _negative) in enumerate(
+    ((OP_NAMES.index(name), negative) for name in GEOMETRIC_OPS for negative in (0, 1)), 1
+):
+    _MAP_ROW[2 * _op + _negative] = _row
 
 
 @dataclass(frozen=True)
@@ -139,7 +153,7 @@ def apply_op(images: torch.Tensor, op_name: str, magnitude: float) -> torch.Tens
     if op_name == "Contrast":
         return F.adjust_contrast(images, contrast_factor=1.0 + magnitude)
     if op_name == "Sharpness":
-        return F.adjust_sharpness(images, sharpness_factor=1.0 + magnitude)
+        return adjust_sharpness(images, 1.0 + magnitude)
     if op_name == "Posterize":
         return F.posterize(images, bits=int(magnitude))
     if op_name == "Solarize":
@@ -149,6 +163,52 @@ def apply_op(images: torch.Tensor, op_name: str, magnitude: float) -> torch.Tens
     if op_name == "Equalize":
         return F.equalize(images)
     raise ValueError(f"unknown RandAugment op {op_name!r}; choose one of {OP_NAMES}")
+
+
+def adjust_sharpness(images: torch.Tensor, factor: float) -> torch.Tensor:
+    """torchvision's ``adjust_sharpness`` for uint8 images, step for step, but with its blur
+    kernel queued to the device (torchvision builds it there, which waits for the device)."""
+    channels, height, width = images.shape[-3:]
+    if height <= 2 or width <= 2:
+        return images
+    a, b = 1.0 / 13.0, 5.0 / 13.0
+    kernel = on_device([[a, a, a], [a, b, a], [a, a, a]], images, torch.float32)
+    output = images.to(dtype=torch.float32, copy=True)
+    blurred = torch_functional.conv2d(output, kernel.expand(channels, 1, 3, 3), groups=channels)
+    inner = output[..., 1:-1, 1:-1]
+    inner.add_(blurred.round_().sub_(inner), alpha=1.0 - factor)
+    return output.clamp_(0, 255).to(images.dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def pixel_maps(height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the geometric ops take each output pixel from, on ``device``.
+
+    Row 0 is the identity, then each of :data:`GEOMETRIC_OPS` with its positive and its
+    negative magnitude. Returns ``(source, outside)``, both ``(rows, H * W)``: the flat index
+    of the input pixel each output pixel copies, and where it falls outside the image (set to
+    zero there, torchvision's fill). The maps come from torchvision's own op applied to an
+    image of pixel numbers, so they copy what it would copy.
+    """
+    numbered = torch.arange(1, height * width + 1, dtype=torch.float32).view(1, 1, height, width)
+    moved = [numbered]
+    for name in GEOMETRIC_OPS:
+        for sign in (1.0, -1.0):
+            moved.append(apply_op(numbered, name, sign * magnitude(name, height, width)))
+    source = torch.cat(moved).flatten(1).round().long() - 1
+    like = torch.empty(0, device=device)
+    return on_device(source.clamp(min=0), like), on_device(source < 0, like)
+
+
+def move_pixels(images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Each image through its row of :func:`pixel_maps` (``rows`` on the images' device)."""
+    batch, channels, height, width = images.shape
+    source, outside = pixel_maps(height, width, images.device)
+    picked = images.reshape(batch, channels, height * width).gather(
+        2, source.index_select(0, rows).unsqueeze(1).expand(-1, channels, -1)
+    )
+    picked.masked_fill_(outside.index_select(0, rows).unsqueeze(1), 0)
+    return picked.view(batch, channels, height, width)
 
 
 def apply_choices(images: torch.Tensor, choices: Choices) -> torch.Tensor:
@@ -183,9 +243,16 @@ def apply_choices(images: torch.Tensor, choices: Choices) -> torch.Tensor:
         for g, piece in enumerate(pieces):
             if piece.shape[0] == 0:
                 continue
+            name = OP_NAMES[g // 2]
+            if name in GEOMETRIC_OPS:  # all moved at once below
+                outputs.append(piece)
+                continue
             sign = -1.0 if g % 2 else 1.0
-            outputs.append(apply_op(piece, OP_NAMES[g // 2], sign * magnitudes[g // 2]))
-        current = torch.cat(outputs) if outputs else current
+            outputs.append(apply_op(piece, name, sign * magnitudes[g // 2]))
+        current = torch.cat(outputs) if len(outputs) > 1 else (outputs or [current])[0]
+        rows = _MAP_ROW[round_group[order]]
+        if bool(rows.any()):  # a CPU tensor: deciding never waits for the device
+            current = move_pixels(current, on_device(rows, images))
     if current is images:
         return images.clone()
     restore = on_device(held_sample, images)
