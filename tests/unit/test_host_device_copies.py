@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 from lightning_fabric.utilities.apply_func import move_data_to_device
+from torch.utils.data import DataLoader
 
+from semclust.data import make_loader
 from semclust.data.batch_views import build_batch_transforms
 from semclust.data.device_views import DecodedViews, ViewPlan, apply_view_plan
 from semclust.data.sample_streams import SampleStreams
-from semclust.data.sampling import SampleKey, mix_seed
 from semclust.transfer import on_device, recorded_device_work
 
 VIEWS = ("pretext", "weak", "strong", "eval")
@@ -72,8 +73,8 @@ def test_every_view_queues_its_copies_and_reads_nothing_back(recipe, rotation_in
         assert made.shape == (64, channels, size, size) and made.is_meta
 
 
-def _training_batch(device: str) -> tuple[dict, list[str]]:
-    """A SCAN-style batch of 48 natural images (both view sources) moved as Lightning does."""
+def _training_batches() -> tuple[DataLoader, list[str]]:
+    """SCAN-style batches of 48 natural images (both view sources), as a stage loads them."""
     channels, size, mean, std = RECIPES["natural"]
     transforms = build_batch_transforms("natural", size, mean, std)
     plan = ViewPlan(
@@ -87,12 +88,13 @@ def _training_batch(device: str) -> tuple[dict, list[str]]:
     pixels = torch.randint(0, 256, (100, channels, size, size), dtype=torch.uint8)
     neighbors = np.stack([np.roll(np.arange(100), -s)[1:6] for s in range(100)])
     dataset = DecodedViews(pixels, np.arange(100) % 10, plan, neighbors)
-    batch = dataset.collate([SampleKey(i, mix_seed(3, i)) for i in range(48)])
-    return move_data_to_device(batch, torch.device(device)), list(plan.views)
+    loader = make_loader(dataset, 48, True, 0, drop_last=True, seed=3, collate_fn=dataset.collate)
+    return loader, list(plan.views)
 
 
 def test_a_batch_s_random_streams_stay_on_the_host_when_it_moves():
-    batch, names = _training_batch("meta")
+    loader, names = _training_batches()
+    batch = move_data_to_device(next(iter(loader)), torch.device("meta"))  # as Lightning does
     assert batch["pixels"].is_meta and batch["neighbor_pixels"].is_meta
     # Until 2026-12-07 the seeds were a tensor, moved with the batch and read back: an error here.
     found, made = blocking_transfers(apply_view_plan, batch)
@@ -101,14 +103,18 @@ def test_a_batch_s_random_streams_stay_on_the_host_when_it_moves():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_views_of_a_cuda_batch_never_synchronise():
-    batch, _ = _training_batch("cuda")
-    apply_view_plan(_training_batch("cuda")[0])  # warm-up: CUDA context, pinned host blocks
+def test_a_cuda_batch_is_moved_and_viewed_without_a_synchronisation():
+    loader, names = _training_batches()
+    first, second = list(loader)[:2]
+    assert first["pixels"].is_pinned() and first["neighbor_pixels"].is_pinned()
+    cuda = torch.device("cuda")
+    apply_view_plan(move_data_to_device(first, cuda))  # warm-up: CUDA context, pinned blocks
     torch.cuda.synchronize()
     previous = torch.cuda.get_sync_debug_mode()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        made = apply_view_plan(batch)
+        made = apply_view_plan(move_data_to_device(second, cuda))
     finally:
         torch.cuda.set_sync_debug_mode(previous)
-    assert made["anchor"].is_cuda and made["view_a"].shape == (48, 3, 32, 32)
+    assert all(made[name].is_cuda for name in names)
+    assert made["view_a"].shape == (48, 3, 32, 32)

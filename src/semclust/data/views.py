@@ -87,9 +87,8 @@ def make_loader(
 
     With a ``seed``, a shuffling loader draws its order and every sample's views from the
     seed, epoch and index alone (:mod:`semclust.data.sampling`), so a resumed run repeats an
-    uninterrupted one exactly; the dataset must accept :class:`SampleKey` keys. A
-    ``collate_fn`` that builds batches itself (:class:`~semclust.data.device_views.DecodedViews`)
-    may put tensors already on the GPU into them, so nothing is pinned then.
+    uninterrupted one exactly; the dataset must accept :class:`SampleKey` keys. Batches are
+    pinned when there is a GPU, so their copy to it is queued rather than waited for.
     """
     seeded = shuffle and seed is not None
     return DataLoader(
@@ -103,6 +102,6 @@ def make_loader(
         num_workers=num_workers,
         drop_last=drop_last and len(dataset) > batch_size,
         persistent_workers=num_workers > 0,
-        pin_memory=torch.cuda.is_available() and collate_fn is None,
+        pin_memory=torch.cuda.is_available(),
         collate_fn=collate_fn,
     )
