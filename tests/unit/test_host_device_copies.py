@@ -17,6 +17,7 @@ from semclust.data import make_loader
 from semclust.data.batch_views import build_batch_transforms
 from semclust.data.device_views import DecodedViews, ViewPlan, apply_view_plan
 from semclust.data.sample_streams import SampleStreams
+from semclust.losses import confidence_cross_entropy, scan_loss
 from semclust.transfer import on_device, recorded_device_work
 
 VIEWS = ("pretext", "weak", "strong", "eval")
@@ -118,3 +119,16 @@ def test_a_cuda_batch_is_moved_and_viewed_without_a_synchronisation():
         torch.cuda.set_sync_debug_mode(previous)
     assert all(made[name].is_cuda for name in names)
     assert made["view_a"].shape == (48, 3, 32, 32)
+
+
+@pytest.mark.parametrize("class_balancing", [True, False])
+def test_the_scan_and_self_label_losses_never_read_the_device_back(class_balancing):
+    # Until 2026-12-07 the self-label loss selected its confident rows and counted them with
+    # bincount, each a read back (an error on meta); on a GPU two waits every step.
+    weak = torch.randn(16, 10, device="meta")
+    strong = torch.randn(16, 10, device="meta", requires_grad=True)
+    with recorded_device_work() as work:
+        loss, confident = confidence_cross_entropy(weak, strong, 0.9, class_balancing, True)
+        loss.backward()
+        scan_loss(strong, weak, 5.0, across_processes=True).total.backward()
+    assert work.waits == [] and loss.is_meta and confident.is_meta

@@ -48,20 +48,22 @@ def confidence_cross_entropy(
         max_prob, pseudo_labels = F.softmax(weak_logits, dim=1).max(dim=1)
         confident = max_prob > threshold
     num_classes = weak_logits.shape[1]
-    targets = pseudo_labels[confident]
-    counts = torch.bincount(targets, minlength=num_classes).float()
+    # Masks, not selections: selecting the confident rows (or bincount) reads their number
+    # back from the device, and the host waits for the GPU at every step.
+    classes = torch.arange(num_classes, device=pseudo_labels.device)
+    counts = ((pseudo_labels[:, None] == classes) & confident[:, None]).sum(dim=0).float()
     processes = 1
     if across_processes:
         processes = process_count()
         counts = sum_over_processes(counts)  # no gradient flows through the pseudo-labels
-    if counts.sum() == 0:
-        return strong_logits.sum() * 0.0, confident
     if class_balancing:
         weights = torch.where(counts > 0, counts.sum() / counts.clamp_min(1), 0.0)
     else:
         weights = torch.ones_like(counts)
-    # Sum of the weights over the (global) confident set: sum_c count_c * w_c.
-    normaliser = (counts * weights).sum()
-    per_sample = F.cross_entropy(strong_logits[confident], targets, reduction="none")
-    loss = (weights[targets] * per_sample).sum() * processes / normaliser
+    # Sum of the weights over the (global) confident set: sum_c count_c * w_c, at least 1 when
+    # any sample is confident; with none, every weight below is 0 and so is the loss.
+    normaliser = (counts * weights).sum().clamp_min(1)
+    per_sample = F.cross_entropy(strong_logits, pseudo_labels, reduction="none")
+    sample_weights = torch.where(confident, weights[pseudo_labels], 0.0)
+    loss = (sample_weights * per_sample).sum() * processes / normaliser
     return loss.to(strong_logits.dtype), confident
