@@ -18,10 +18,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as torch_functional
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from semclust.data.batch_randaugment_ops import FACTOR_OPS, adjust_by_factors
 from semclust.data.sample_streams import Draws, SampleStreams
 from semclust.transfer import on_device
 
@@ -145,15 +145,9 @@ def apply_op(images: torch.Tensor, op_name: str, magnitude: float) -> torch.Tens
         )
     if op_name == "Rotate":
         return F.rotate(images, angle=magnitude, interpolation=nearest, fill=None)
-    if op_name == "Brightness":
-        return F.adjust_brightness(images, brightness_factor=1.0 + magnitude)
-    if op_name == "Color":
-        # A no-op on 1-channel images, as in torchvision (which follows PIL).
-        return F.adjust_saturation(images, saturation_factor=1.0 + magnitude)
-    if op_name == "Contrast":
-        return F.adjust_contrast(images, contrast_factor=1.0 + magnitude)
-    if op_name == "Sharpness":
-        return adjust_sharpness(images, 1.0 + magnitude)
+    if op_name in FACTOR_OPS:
+        factors = torch.full((images.shape[0],), 1.0 + magnitude, dtype=torch.float64)
+        return adjust_by_factors(images, op_name, factors)
     if op_name == "Posterize":
         return F.posterize(images, bits=int(magnitude))
     if op_name == "Solarize":
@@ -163,21 +157,6 @@ def apply_op(images: torch.Tensor, op_name: str, magnitude: float) -> torch.Tens
     if op_name == "Equalize":
         return F.equalize(images)
     raise ValueError(f"unknown RandAugment op {op_name!r}; choose one of {OP_NAMES}")
-
-
-def adjust_sharpness(images: torch.Tensor, factor: float) -> torch.Tensor:
-    """torchvision's ``adjust_sharpness`` for uint8 images, step for step, but with its blur
-    kernel queued to the device (torchvision builds it there, which waits for the device)."""
-    channels, height, width = images.shape[-3:]
-    if height <= 2 or width <= 2:
-        return images
-    a, b = 1.0 / 13.0, 5.0 / 13.0
-    kernel = on_device([[a, a, a], [a, b, a], [a, a, a]], images, torch.float32)
-    output = images.to(dtype=torch.float32, copy=True)
-    blurred = torch_functional.conv2d(output, kernel.expand(channels, 1, 3, 3), groups=channels)
-    inner = output[..., 1:-1, 1:-1]
-    inner.add_(blurred.round_().sub_(inner), alpha=1.0 - factor)
-    return output.clamp_(0, 255).to(images.dtype)
 
 
 @functools.lru_cache(maxsize=32)
@@ -237,18 +216,22 @@ def apply_choices(images: torch.Tensor, choices: Choices) -> torch.Tensor:
         gather = on_device(position_of_sample[order], images)
         current = current.index_select(0, gather)
         held_sample = order
-        counts = torch.bincount(round_group, minlength=2 * len(OPS)).tolist()
-        pieces = current.split(counts)
+        # Sorted by group, an op's two signs lie side by side: one piece per op.
+        counts = torch.bincount(round_group, minlength=2 * len(OPS)).view(-1, 2).tolist()
+        pieces = current.split([positive + negative for positive, negative in counts])
         outputs = []
-        for g, piece in enumerate(pieces):
-            if piece.shape[0] == 0:
-                continue
-            name = OP_NAMES[g // 2]
-            if name in GEOMETRIC_OPS:  # all moved at once below
-                outputs.append(piece)
-                continue
-            sign = -1.0 if g % 2 else 1.0
-            outputs.append(apply_op(piece, name, sign * magnitudes[g // 2]))
+        for name, piece, (positive, negative), value in zip(
+            OP_NAMES, pieces, counts, magnitudes, strict=True
+        ):
+            if piece.shape[0] == 0 or name == "Identity" or name in GEOMETRIC_OPS:
+                outputs.append(piece)  # the geometric ones all move at once below
+            elif name in FACTOR_OPS:
+                signed = [1.0 + value] * positive + [1.0 - value] * negative
+                factors = torch.tensor(signed, dtype=torch.float64)
+                outputs.append(adjust_by_factors(piece, name, factors))
+            else:  # unsigned
+                outputs.append(apply_op(piece, name, value))
+        outputs = [piece for piece in outputs if piece.shape[0]]
         current = torch.cat(outputs) if len(outputs) > 1 else (outputs or [current])[0]
         rows = _MAP_ROW[round_group[order]]
         if bool(rows.any()):  # a CPU tensor: deciding never waits for the device
