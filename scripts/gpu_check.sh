@@ -8,9 +8,10 @@
 #                                             bash scripts/gpu_check.sh tests       (the suite)
 #
 # The device steps write under $OUT: imports.txt (every declared dependency: version or
-# missing), then benchmark.log, gpu.json (docs/benchmarks/gpu.json), semclust.log and the
-# run's manifest.json; or tests.log (pytest -v, one line per test as it ends, so a run cut
-# short still says how far it got). Each step stops itself before the tool's 600 s limit.
+# missing), then views.txt (scripts/benchmark_views.py on the GPU), benchmark.log, gpu.json
+# (docs/benchmarks/gpu.json), semclust.log and the run's manifest.json; or tests.log (pytest
+# -v, one line per test as it ends, so a run cut short still says how far it got). Each step
+# stops itself before the tool's 600 s limit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/gpu_check}
@@ -45,8 +46,14 @@ report_imports() {
 }
 
 run_benchmark() {  # $1: seconds it may take
-  local work=/tmp/semclust_gpu_benchmark status
-  timeout "$1" python3 scripts/benchmark_gpu.py --data /tmp/data/cifar10_jpg_train \
+  local work=/tmp/semclust_gpu_benchmark status started=$SECONDS
+  # The batched views alone on the GPU (SimCLR's batch, SCAN's): done and queued ms per view.
+  for batch in 512 128; do
+    timeout 45 python3 scripts/benchmark_views.py --device cuda --batch "$batch" --batched-only
+  done > "$out/views.txt" 2>&1
+  cat "$out/views.txt"
+  timeout "$(($1 - (SECONDS - started)))" python3 scripts/benchmark_gpu.py \
+    --data /tmp/data/cifar10_jpg_train \
     --reference .device/scan_reference --workers 15 --work "$work" --out "$out/gpu.json" \
     > "$out/benchmark.log" 2>&1
   status=$?
