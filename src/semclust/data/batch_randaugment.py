@@ -7,10 +7,12 @@ batch by that choice and applies torchvision's own functional op to each group a
 ``(N, C, H, W)`` tensor: every image gets exactly what ``v2.RandAugment`` gives it for the
 same choices, at the cost of a few batched kernels instead of one call per image.
 
-The geometric ops (shears, translations, rotation) sample the nearest pixel, so each one
-copies input pixels to fixed places: a map learnt once per image size from torchvision's own
-op. All of a round's geometric groups are then one gather. On a GPU that is what bounds
-this augmentation: each group's kernels cost a launch however few its images.
+On a GPU the kernel launches bound this, each group's costing the same however few its
+images, so groups are merged where the result stays the same. The geometric ops (shears,
+translations, rotation) sample the nearest pixel, so each copies input pixels to fixed
+places: a map learnt once per image size from torchvision's own op, and all of a round's
+geometric groups are one gather. The factor ops take a factor per image
+(:mod:`semclust.data.batch_randaugment_ops`), so both signs of one are one call.
 """
 
 import functools
@@ -49,12 +51,18 @@ OPS: tuple[tuple[str, bool], ...] = (
 OP_NAMES = tuple(name for name, _ in OPS)
 _SIGNED = torch.tensor([signed for _, signed in OPS])
 GEOMETRIC_OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
-# Group g = 2 * op + negative -> its row of the pixel maps (0, the identity, for other ops).
-_MAP_ROW = torch.zeros(2 * len(OPS), dtype=torch.long)
-for _row, (_op, _negative) in enumerate(
-    ((OP_NAMES.index(name), negative) for name in GEOMETRIC_OPS for negative in (0, 1)), 1
-):
-    _MAP_ROW[2 * _op + _negative] = _row
+
+
+def _map_rows() -> torch.Tensor:
+    """Group ``g = 2 * op + negative`` -> its row of :func:`pixel_maps` (0 for other ops)."""
+    rows = torch.zeros(2 * len(OPS), dtype=torch.long)
+    for index, name in enumerate(GEOMETRIC_OPS):
+        op = OP_NAMES.index(name)
+        rows[2 * op], rows[2 * op + 1] = 1 + 2 * index, 2 + 2 * index
+    return rows
+
+
+_MAP_ROW = _map_rows()
 
 
 @dataclass(frozen=True)
