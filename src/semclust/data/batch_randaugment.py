@@ -231,7 +231,9 @@ def apply_choices(images: torch.Tensor, choices: Choices) -> torch.Tensor:
         for name, piece, (positive, negative), value in zip(
             OP_NAMES, pieces, counts, magnitudes, strict=True
         ):
-            if piece.shape[0] == 0 or name == "Identity" or name in GEOMETRIC_OPS:
+            if piece.shape[0] == 0:
+                continue
+            if name == "Identity" or name in GEOMETRIC_OPS:
                 outputs.append(piece)  # the geometric ones all move at once below
             elif name in FACTOR_OPS:
                 signed = [1.0 + value] * positive + [1.0 - value] * negative
@@ -239,7 +241,6 @@ def apply_choices(images: torch.Tensor, choices: Choices) -> torch.Tensor:
                 outputs.append(adjust_by_factors(piece, name, factors))
             else:  # unsigned
                 outputs.append(apply_op(piece, name, value))
-        outputs = [piece for piece in outputs if piece.shape[0]]
         current = torch.cat(outputs) if len(outputs) > 1 else (outputs or [current])[0]
         rows = _MAP_ROW[round_group[order]]
         if bool(rows.any()):  # a CPU tensor: deciding never waits for the device
