@@ -150,6 +150,7 @@ RULES: list[Rule] = [
     ("selflabel.ema_decay", *either(None, number(0, 1, open_high=True))),
     ("selflabel.min_confident_fraction", *FRACTION),
     ("selflabel.min_clusters_kept_fraction", *FRACTION),
+    ("selflabel.max_silhouette_drop", *either(None, number(0, 2))),
     ("classic.features", *one_of("pretext", "pixels", "hog")),
     ("classic.select_by", *one_of(*SELECTION_CRITERIA)),
     ("classic.score_space", *one_of(*SCORE_SPACES)),

@@ -24,6 +24,7 @@ RUN_COMMAND = [
     # Two SCAN epochs leave no confident image: take every prediction, so self-labeling runs.
     "selflabel.threshold=0",
     "selflabel.min_clusters_kept_fraction=0",
+    "selflabel.max_silhouette_drop=null",
     "checkpoint_every_minutes=0",
     # Bit-identity is a property of the resume logic; GPU kernels need not be deterministic.
     "trainer.accelerator=cpu",

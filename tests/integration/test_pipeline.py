@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from semclust.pipeline import train
 from semclust.rundir import MissingArtifactError
+from semclust.stages import selflabel as selflabel_stage
 
 STAGE_FILES = [
     "pretext/backbone.safetensors",
@@ -29,8 +30,12 @@ def _manifest(run_dir):
 
 
 def test_full_pipeline_writes_artifacts_manifest_and_metrics(tiny_config, tmp_path, capsys):
-    # Every sample confident and no collapse guard: the stage must run and be kept.
-    cfg = tiny_config("selflabel.threshold=0.0", "selflabel.min_clusters_kept_fraction=0")
+    # Every sample confident and neither result guard: the stage must run and be kept.
+    cfg = tiny_config(
+        "selflabel.threshold=0.0",
+        "selflabel.min_clusters_kept_fraction=0",
+        "selflabel.max_silhouette_drop=null",
+    )
     summary = train(cfg)
     run_dir = tmp_path / "run"
 
@@ -78,6 +83,7 @@ def test_tail_rerun_reuses_saved_artifacts(tiny_config, tmp_path):
             "stages=[scan,selflabel]",
             "selflabel.threshold=0.0",
             "selflabel.min_clusters_kept_fraction=0",
+            "selflabel.max_silhouette_drop=null",
         )
     )
 
@@ -122,6 +128,29 @@ def test_selflabel_keeps_scan_result_when_too_few_are_confident(tiny_config, tmp
     assert not (tmp_path / "run/selflabel/model.safetensors").exists()
 
 
+def test_selflabel_keeps_scan_result_when_its_clusters_are_judged_worse(
+    tiny_config, tmp_path, monkeypatch
+):
+    judged = {}
+
+    def judged_worse(settings, scan_scores, scores):
+        judged.update(settings=settings, scan=scan_scores, selflabel=scores)
+        return "self-labeling judged worse"
+
+    monkeypatch.setattr(selflabel_stage, "worse_than_scan", judged_worse)
+    summary = train(tiny_config("selflabel.threshold=0.0"))
+    entry = _manifest(tmp_path / "run")["stages"]["selflabel"]
+    assert entry["status"] == "skipped"
+    assert entry["note"] == "self-labeling judged worse; the SCAN result is kept."
+    assert summary["final_stage"] == "scan"
+    assert not (tmp_path / "run/selflabel/model.safetensors").exists()
+    # What the check was given: the SCAN stage's recorded scores and the self-labeled ones.
+    for key in ("clusters_used", "silhouette", "acc"):
+        assert judged["scan"][key] == summary["stages"]["scan"][key]
+    assert {"clusters_used", "silhouette", "acc"} <= set(judged["selflabel"])
+    assert judged["settings"].max_silhouette_drop == 0.05
+
+
 def test_frozen_backbone_trains_the_heads_only(tiny_config, tmp_path):
     train(tiny_config("stages=[pretext,mine,scan]", "scan.update_backbone=false"))
     run_dir = tmp_path / "run"
@@ -138,6 +167,7 @@ def test_selflabel_with_ema_exports_the_averaged_weights(tiny_config, tmp_path):
             "selflabel.threshold=0.0",
             "selflabel.ema_decay=0.5",
             "selflabel.min_clusters_kept_fraction=0",
+            "selflabel.max_silhouette_drop=null",
         )
     )
     assert summary["final_stage"] == "selflabel"
@@ -188,6 +218,7 @@ def test_bf16_mixed_precision_runs_every_stage_with_float32_features(tiny_config
             "trainer.precision=bf16-mixed",
             "selflabel.threshold=0.0",
             "selflabel.min_clusters_kept_fraction=0",
+            "selflabel.max_silhouette_drop=null",
         )
     )
     assert summary["final_stage"] == "selflabel"

@@ -191,6 +191,7 @@ def test_frozen_backbone_heads_with_and_without_the_cache(tiny_config, tmp_path,
             f"scan.cached_features={str(cached).lower()}",
             "selflabel.threshold=0.2",
             "selflabel.min_clusters_kept_fraction=0",
+            "selflabel.max_silhouette_drop=null",
         )
     )
     run_dir = tmp_path / "run"

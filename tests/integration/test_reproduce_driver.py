@@ -21,6 +21,7 @@ TINY = [
     "selflabel.batch_size=32",
     "selflabel.threshold=0",
     "selflabel.min_clusters_kept_fraction=0",
+    "selflabel.max_silhouette_drop=null",
     "mine.num_neighbors=5",
     "logger=none",
 ]

@@ -76,6 +76,8 @@ def test_valid_variants_pass(compose_config, overrides):
         ("selflabel.threshold=1.0", "selflabel.threshold"),
         ("selflabel.min_confident_fraction=-0.1", "selflabel.min_confident_fraction"),
         ("selflabel.min_clusters_kept_fraction=2", "selflabel.min_clusters_kept_fraction"),
+        ("selflabel.max_silhouette_drop=-0.1", "selflabel.max_silhouette_drop"),
+        ("selflabel.max_silhouette_drop=off", "selflabel.max_silhouette_drop"),
         ("selflabel.ema_decay=1.0", "selflabel.ema_decay"),
         ("mine.num_neighbors=0", "mine.num_neighbors"),
         ("data.num_workers=-1", "data.num_workers"),

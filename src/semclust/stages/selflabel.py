@@ -1,7 +1,8 @@
 """Stage 4, self-labeling: fine-tune on the model's own confident predictions.
 
-SCAN's model is kept instead when too few images are confidently labeled, or when
-self-labeling would leave clusters empty. With a frozen backbone and
+SCAN's model is kept instead when too few images are confidently labeled, or when the
+self-labeled clusters are worse by label-free measures (clusters left empty, or a silhouette
+that dropped). With a frozen backbone and
 ``selflabel.cached_features`` the head is refined on the cached features, where the weak and
 the strong view are the same vector.
 """
@@ -198,14 +199,10 @@ def run_selflabel(cfg: DictConfig, run: RunDirectory) -> StageResult:
     )
     speed = fit(cfg, run, "selflabel", trainer, module, train_loader, val_loader)
     scores = final_scores(cfg, module, val_loader)
-    scan_entry = run.read_manifest()["stages"].get("scan", {})
-    scan_clusters = scan_entry.get("metrics", {}).get("clusters_used")
-    kept_fraction = cfg.selflabel.min_clusters_kept_fraction
-    if scan_clusters is not None and scores["clusters_used"] < kept_fraction * scan_clusters:
-        raise StageSkipped(
-            f"self-labeling collapsed the clusters from {scan_clusters} to "
-            f"{scores['clusters_used']} used; the SCAN result is kept."
-        )
+    scan_scores = run.read_manifest()["stages"].get("scan", {}).get("metrics", {})
+    worse = worse_than_scan(cfg.selflabel, scan_scores, scores)
+    if worse:
+        raise StageSkipped(f"{worse}; the SCAN result is kept.")
     final = module.final_model
     if cached:
         scan_model.cluster_heads = final.cluster_heads
@@ -217,6 +214,34 @@ def run_selflabel(cfg: DictConfig, run: RunDirectory) -> StageResult:
         "cached_features": cached,
         "training_speed": speed,
     }
+
+
+def worse_than_scan(
+    settings: DictConfig, scan_scores: dict[str, Any], scores: dict[str, Any]
+) -> str | None:
+    """Why the self-labeled clusters, judged without labels, are worse than SCAN's; else None.
+
+    Two label-free checks on the validation images: fewer clusters used (a collapse), and a
+    silhouette (each model's clusters in its own features) lower by more than
+    ``settings.max_silhouette_drop``. The second is how self-labeling fails when SCAN's
+    confident predictions are too often wrong to learn from: it drifts, clusters grow or
+    shrink, and they overlap more (CIFAR-10 on the small CNN, docs/BENCHMARKS.md).
+    """
+    scan_clusters = scan_scores.get("clusters_used")
+    kept_fraction = settings.min_clusters_kept_fraction
+    if scan_clusters is not None and scores["clusters_used"] < kept_fraction * scan_clusters:
+        return (
+            f"self-labeling collapsed the clusters from {scan_clusters} to "
+            f"{scores['clusters_used']} used"
+        )
+    max_drop = settings.get("max_silhouette_drop")
+    before, after = scan_scores.get("silhouette"), scores.get("silhouette")
+    if None in (max_drop, before, after) or after >= before - max_drop:
+        return None
+    return (
+        f"self-labeling lowered the silhouette of the validation clusters from {before:.3f} "
+        f"to {after:.3f}, by more than selflabel.max_silhouette_drop={max_drop}"
+    )
 
 
 def _confident_fraction(cfg: DictConfig, model: ClusteringModel, loader: Any) -> float:
