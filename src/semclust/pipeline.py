@@ -292,6 +292,8 @@ def summarize(run: RunDirectory, stages: list[Stage] | None = None) -> dict[str,
             k: v for k, v in entry["metrics"].items() if isinstance(v, int | float | str | bool)
         }
         summary["stages"][stage.name] = {"status": entry["status"], **metrics}
+        if entry["status"] == "skipped" and entry.get("note"):
+            summary["stages"][stage.name]["note"] = entry["note"]  # why: the table says it
         for row in stage.table_rows:
             if row != stage.name and row in entry["metrics"]:
                 summary["stages"][row] = entry["metrics"][row]
@@ -311,7 +313,7 @@ def format_table(summary: dict[str, Any], stages: list[Stage] | None = None) -> 
     self-labeling, classic).
 
     ACC/NMI/ARI where the data has labels; otherwise the label-free silhouette,
-    Calinski-Harabasz and Davies-Bouldin scores.
+    Calinski-Harabasz and Davies-Bouldin scores. A skipped stage's reason follows the table.
     """
     stages = registered_stages() if stages is None else stages
     names = {row: title for stage in stages for row, title in stage.table_rows.items()}
@@ -323,14 +325,18 @@ def format_table(summary: dict[str, Any], stages: list[Stage] | None = None) -> 
         else dict(zip(LABEL_FREE_SCORES, ("silhouette", "CH", "DB"), strict=True))
     )
     rows = [f"{'method':<28}" + "".join(f"{title:>12}" for title in columns.values())]
+    notes = []
     for key, name in names.items():
         entry = entries[key]
         if entry is None:
             continue
         if entry.get("status", "completed") != "completed":
             rows.append(f"{name:<28}{entry['status']:>36}")
+            if entry.get("note"):
+                notes.append(f"{name} {entry['status']}: {entry['note']}")
             continue
         cells = [f"{entry[k]:>12.4f}" if k in entry else f"{'n/a':>12}" for k in columns]
         rows.append(f"{name:<28}{''.join(cells)}")
+    rows += notes
     rows.append(f"final stage: {summary['final_stage']}   run: {summary['run_dir']}")
     return "\n".join(rows)

@@ -8,7 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from semclust.inference.run_report import write_run_report
 from semclust.pipeline import train
+from semclust.reporting.markup import esc
 from semclust.rundir import MissingArtifactError
 from semclust.stages import selflabel as selflabel_stage
 
@@ -115,7 +117,7 @@ def test_unknown_stage_is_rejected(tiny_config):
         train(tiny_config("stages=[pretext,clustering]"))
 
 
-def test_selflabel_keeps_scan_result_when_too_few_are_confident(tiny_config, tmp_path):
+def test_selflabel_keeps_scan_result_when_too_few_are_confident(tiny_config, tmp_path, capsys):
     # Two epochs of SCAN on a tiny network never reach 0.999999 confidence.
     summary = train(
         tiny_config("selflabel.threshold=0.999999", "selflabel.min_confident_fraction=0.5")
@@ -126,6 +128,13 @@ def test_selflabel_keeps_scan_result_when_too_few_are_confident(tiny_config, tmp
     assert summary["final_stage"] == "scan"
     assert summary["acc"] == summary["stages"]["scan"]["acc"]
     assert not (tmp_path / "run/selflabel/model.safetensors").exists()
+    # The reason reaches the user: metrics.json, the closing table and the report.
+    assert summary["stages"]["selflabel"]["note"] == entry["note"]
+    table = capsys.readouterr().out.splitlines()
+    assert f"SCAN + self-labeling skipped: {entry['note']}" in table
+    assert table.index(f"SCAN + self-labeling skipped: {entry['note']}") == len(table) - 2
+    page = write_run_report(tmp_path / "run").read_text()
+    assert f'<p class="note">Stage selflabel was skipped: {esc(entry["note"])}</p>' in page
 
 
 def test_selflabel_keeps_scan_result_when_its_clusters_are_judged_worse(

@@ -66,6 +66,11 @@ def write_run_report(
     ]
     all_probabilities, embeddings = np.concatenate(probabilities), np.concatenate(features)
     all_targets = np.concatenate(targets)
+    skipped = {
+        name: recorded["note"]
+        for name, recorded in run.read_manifest()["stages"].items()
+        if recorded.get("status") == "skipped" and recorded.get("note")
+    }
     data = ReportData(
         title=f"semclust run {run.root} ({stage}, {data_cfg['kind']}/{split})",
         paths=[str(path) for path in paths],
@@ -78,6 +83,7 @@ def write_run_report(
         query_curves=scores_by_query_count(
             all_probabilities.argmax(axis=1), all_targets, embeddings
         ),
+        notes=[f"Stage {name} was skipped: {note}" for name, note in skipped.items()],
     )
     explainer, reason = grad_cam_for(model, transform)
     out_path = Path(out_path) if out_path else run.report_path

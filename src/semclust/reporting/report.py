@@ -101,6 +101,7 @@ def write_report(
         f"<h1>{esc(data.title)}</h1>",
         '<section id="summary"><h2>Summary</h2>',
         table(summary),
+        *(f'<p class="note">{esc(note)}</p>' for note in data.notes),
         "</section>",
         k_choice_section(data.k_choice),
         scores_section(data, predictions, embeddings, targets, labelled, num_clusters, seed),

@@ -23,6 +23,7 @@ class ReportData:
     k_choice: KChoiceSummary | None = None  # how data.num_clusters=auto chose K; None: given
     # Scores against the number of query images; None: write_report computes them (labels)
     query_curves: QueryCurves | None = None
+    notes: list[str] = field(default_factory=list)  # shown under the summary, e.g. a stage skipped
 
 
 def validate(data: ReportData) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
