@@ -20,7 +20,7 @@ shared=${SHARED:-../shared}
 # Declared dependencies the GPU machine may lack and small enough to carry (the carry holds
 # 64 MiB with the tree; ../shared/device/prepare.sh fills about 38 MB of it). opencv and
 # numba's llvmlite are about 60 MB each and do not fit: imports.txt says if they are missing,
-# the tests that need them skip, and a run's report draws its map with PCA, without heatmaps.
+# the tests that need them skip, and a run's report leaves its heatmaps out.
 EXTRAS="open_clip_torch:open_clip ftfy:ftfy wcwidth:wcwidth regex:regex ImageHash:imagehash
 PyWavelets:pywt datasketch:datasketch networkx:networkx"
 REPORTED="torch torchvision pytorch_lightning hydra omegaconf faiss timm pytorch_grad_cam

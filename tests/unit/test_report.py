@@ -17,14 +17,14 @@ from torchvision.transforms.functional import to_tensor
 from semclust.metrics import clustering_scores
 from semclust.models import build_backbone
 from semclust.reporting import GradCamExplainer, ReportData, grad_cam_for, write_report
+from semclust.reporting import embedding_map as embedding_map_module
 from semclust.reporting.embedding_map import embedding_map
 
 NUM_CLUSTERS = 4  # cluster 3 stays empty
 NOISE = {0: 0.3, 1: 0.8, 2: 0.05}  # cluster 2 is the tightest, cluster 1 the loosest
 EVIL_PATH = '/data/<script>alert("x")</script> & co.png'
-# Where opencv (for grad-cam) or numba (for UMAP) is missing, as on the GPU machine.
-GRAD_CAM = pytest.mark.needs("pytorch_grad_cam")
-FULL_REPORT = pytest.mark.needs("pytorch_grad_cam", "umap")
+# Where opencv (for grad-cam) is missing, as on the GPU machine.
+GRAD_CAM = FULL_REPORT = pytest.mark.needs("pytorch_grad_cam")
 
 
 def synthetic(count: int, seed: int = 0) -> tuple[ReportData, list[PIL.Image.Image]]:
@@ -87,7 +87,7 @@ def cluster_order(page: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def full_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ReportData, list[int]]:
-    """One labelled report with Grad-CAM (40 images, so the map is a real UMAP)."""
+    """One labelled report with Grad-CAM (40 images, so the map is a real t-SNE)."""
     data, images = synthetic(40)
     data = labelled(data)
     data.cluster_names = ["zeros", "ones", "twos & <threes>", "unused"]
@@ -160,7 +160,7 @@ def test_summary_map_and_errors(full_report):
     mean_confidence = data.probabilities.max(axis=1).mean()
     assert f"{mean_confidence:.3f}" in page
     assert "4 (3 non-empty)" in page
-    assert "UMAP of all 40 embeddings" in page
+    assert "t-SNE of all 40 embeddings" in page
     assert '<section id="errors">' in page and "cannot identify image file" in page
 
 
@@ -215,15 +215,36 @@ def test_without_grad_cam_the_report_is_written_and_says_why(tmp_path: Path, mon
     assert len(img_sources(page)) == 8 + 1  # 8 prototypes and the map
 
 
-def test_without_umap_the_map_is_drawn_with_pca_and_says_why(monkeypatch, caplog):
-    """UMAP needs numba, which an install may lack or have built for another numpy."""
-    monkeypatch.setitem(sys.modules, "umap", None)  # importing it now fails
+def test_the_map_needs_neither_umap_nor_numba(monkeypatch):
+    """They compile in every new process (most of a small `predict`), and the GPU machine
+    lacks numba: the map is scikit-learn's t-SNE."""
+    for module in ("umap", "numba", "pynndescent"):
+        monkeypatch.setitem(sys.modules, module, None)  # importing it now fails
     data, _ = synthetic(40)
-    png, caption = embedding_map(data.embeddings, data.probabilities.argmax(axis=1), 4, 0)
-    assert caption.startswith("PCA of all 40 embeddings, coloured by cluster (UMAP could not")
-    assert "report map drawn with PCA" in caplog.text
+    predictions = data.probabilities.argmax(axis=1)
+    png, caption = embedding_map(data.embeddings, predictions, 4, 0)
+    assert caption == "t-SNE of all 40 embeddings, coloured by cluster."
     image = PIL.Image.open(io.BytesIO(png))
     assert image.format == "PNG" and min(image.size) > 100
+    assert embedding_map(data.embeddings, predictions, 4, 0)[0] == png  # the same map again
+
+
+def test_a_large_set_is_mapped_through_a_seeded_sample(monkeypatch):
+    mapped = []
+
+    def fake_tsne(points, seed):  # the real one takes ~10 s on 3,000 points
+        mapped.append(points)
+        return np.zeros((len(points), 2))
+
+    monkeypatch.setattr(embedding_map_module, "_tsne", fake_tsne)
+    rng = np.random.default_rng(0)
+    embeddings, predictions = rng.normal(size=(3_200, 8)), rng.integers(0, 3, 3_200)
+    _, caption = embedding_map(embeddings, predictions, 3, 5)
+    assert caption == "t-SNE of 3,000 of 3,200 (seed 5) embeddings, coloured by cluster."
+    _, again = embedding_map(embeddings, predictions, 3, 5)
+    assert len(mapped[0]) == 3_000 and np.array_equal(mapped[0], mapped[1])
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    assert any(np.allclose(mapped[0][0], row) for row in unit[:300])  # rows of the input
 
 
 @GRAD_CAM

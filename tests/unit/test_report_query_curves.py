@@ -29,7 +29,7 @@ CLASSES = 3
 
 @pytest.fixture(autouse=True)
 def no_embedding_map(monkeypatch):
-    """The UMAP map is not what these tests look at, and its first run compiles for ~30 s."""
+    """The map is not what these tests look at, and t-SNE takes seconds on hundreds of points."""
     monkeypatch.setattr("semclust.reporting.report.map_section", lambda *args: "")
 
 

@@ -324,7 +324,7 @@ def read_predictions(out_dir: str | Path) -> tuple[list[str], np.ndarray, np.nda
 def write_prediction_report(
     out_dir: Path, exported: ExportedModel, errors: list[tuple[str, str]]
 ) -> Path:
-    """``report.html`` for a finished prediction (prototypes, Grad-CAM, UMAP)."""
+    """``report.html`` for a finished prediction (prototypes, Grad-CAM, t-SNE map)."""
     from semclust.reporting import ReportData, grad_cam_for, write_report  # loads matplotlib
 
     paths, probabilities, embeddings = read_predictions(out_dir)

@@ -1,7 +1,8 @@
 """Static HTML reports of clusterings, Grad-CAM heatmaps and confusion-matrix plots.
 
-Nothing here imports Lightning, Hydra or the training stages. UMAP and the grad-cam package
-are imported only when a map or a heatmap is drawn, so importing this package is cheap. The
+Nothing here imports Lightning, Hydra or the training stages. scikit-learn's t-SNE and the
+grad-cam package are imported only when a map or a heatmap is drawn, so importing this package
+is cheap. The
 report of a training run is :func:`semclust.inference.run_report.write_run_report`.
 """
 

@@ -1,13 +1,12 @@
-"""The report's 2-D map of the embeddings: UMAP (PCA for very few points), coloured by cluster.
+"""The report's 2-D map of the embeddings: t-SNE (PCA for very few points), coloured by cluster.
 
-UMAP is imported only when a map is drawn: it is slow to import and pulls in numba. Where it
-cannot be imported (numba missing, or built for another numpy) the map is drawn with PCA and
-its caption says why: a finished run's report is not worth losing over its map.
+scikit-learn's Barnes-Hut t-SNE rather than UMAP: UMAP compiles its numba kernels in every
+new process, 15 to 26 s on a 2-core CPU before the first point (docs/BENCHMARKS.md, "The
+report's map"), which was most of `semclust predict` on a small folder; t-SNE needs nothing
+compiled and maps 3,000 points in about 11 s there.
 """
 
 import io
-import logging
-import warnings
 
 import matplotlib
 import numpy as np
@@ -15,16 +14,15 @@ from matplotlib.figure import Figure
 
 from semclust.metrics import l2_normalize
 
-log = logging.getLogger(__name__)
-
-_MAP_MAX_POINTS = 5_000  # UMAP of more points takes minutes and draws no clearer a map
-_UMAP_MIN_POINTS = 10  # below this a neighbour graph says nothing: PCA instead
+_MAP_MAX_POINTS = 3_000  # t-SNE's time grows with the points; more draw no clearer a map
+_TSNE_MIN_POINTS = 10  # below this neighbourhoods say nothing: PCA instead
+_PERPLEXITY = 30.0  # scikit-learn's default; fewer points get (n - 1) / 3
 
 
 def embedding_map(
     embeddings: np.ndarray, predictions: np.ndarray, num_clusters: int, seed: int
 ) -> tuple[bytes, str]:
-    """A scatter PNG of a 2-D UMAP (PCA for very few points), coloured by cluster, and its
+    """A scatter PNG of a 2-D t-SNE (PCA for very few points), coloured by cluster, and its
     caption."""
     count = len(embeddings)
     rows = np.arange(count)
@@ -33,18 +31,15 @@ def embedding_map(
     # Euclidean distances of unit vectors order pairs as cosine similarity does.
     points = l2_normalize(embeddings[rows])
     shown = f"all {count:,}" if len(rows) == count else f"{len(rows):,} of {count:,} (seed {seed})"
-    coordinates, why_not_umap = None, f"UMAP needs at least {_UMAP_MIN_POINTS} images"
-    if len(rows) >= _UMAP_MIN_POINTS:
-        try:
-            coordinates = _umap(points, seed)
-        except ImportError as error:
-            why_not_umap = f"UMAP could not be imported: {error}"
-            log.warning("report map drawn with PCA: %s", why_not_umap)
-    if coordinates is not None:
-        caption = f"UMAP of {shown} embeddings, coloured by cluster."
+    if len(rows) >= _TSNE_MIN_POINTS:
+        coordinates = _tsne(points, seed)
+        caption = f"t-SNE of {shown} embeddings, coloured by cluster."
     else:
         coordinates = _pca(points)
-        caption = f"PCA of {shown} embeddings, coloured by cluster ({why_not_umap})."
+        caption = (
+            f"PCA of {shown} embeddings, coloured by cluster (t-SNE needs at least "
+            f"{_TSNE_MIN_POINTS} images)."
+        )
     clusters = predictions[rows]
     if num_clusters <= 20:
         palette = matplotlib.colormaps["tab10" if num_clusters <= 10 else "tab20"]
@@ -68,21 +63,17 @@ def embedding_map(
     return buffer.getvalue(), caption
 
 
-def _umap(points: np.ndarray, seed: int) -> np.ndarray:
-    # UMAP warns about its own internals (tensorflow missing, disconnected neighbour graphs,
-    # spectral initialisation falling back to random, numba and scikit-learn deprecations);
-    # none of it is actionable by someone reading the report, and the map is drawn anyway.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import umap
+def _tsne(points: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.manifold import TSNE  # only when a map is drawn: about 1.5 s to import
 
-        reducer = umap.UMAP(
-            n_components=2,
-            n_neighbors=min(15, len(points) - 1),
-            random_state=seed,
-            n_jobs=1,  # a seed forces one job anyway; saying so avoids its warning
-        )
-        return np.asarray(reducer.fit_transform(points), dtype=np.float64)
+    tsne = TSNE(
+        n_components=2,
+        perplexity=min(_PERPLEXITY, (len(points) - 1) / 3),
+        init="pca",
+        learning_rate="auto",
+        random_state=seed,
+    )
+    return np.asarray(tsne.fit_transform(points), dtype=np.float64)
 
 
 def _pca(points: np.ndarray) -> np.ndarray:

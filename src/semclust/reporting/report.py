@@ -4,7 +4,7 @@ Per cluster: its size, cohesion (clusters ranked most cohesive first), a grid of
 confident members and, optionally, Grad-CAM heatmaps of what drove their assignment. Above
 them: how K was chosen (when the run chose it), ACC/NMI/ARI and a confusion matrix when
 labels exist (label-free scores otherwise), with labels those scores and the top-5 neighbour
-accuracy against the number of query images, and a 2-D UMAP map of the embeddings. Every
+accuracy against the number of query images, and a 2-D t-SNE map of the embeddings. Every
 image is inlined as a base64 PNG data URI and a Content-Security-Policy forbids fetching
 anything, so the one file opens offline and can be mailed or archived as it is.
 """
