@@ -229,6 +229,16 @@ def test_the_map_needs_neither_umap_nor_numba(monkeypatch):
     assert embedding_map(data.embeddings, predictions, 4, 0)[0] == png  # the same map again
 
 
+@pytest.mark.parametrize("value", [0.0, 0.25])
+def test_embeddings_all_at_one_point_are_mapped_with_pca(value):
+    """A collapsed model's embeddings: scikit-learn's t-SNE would kill the process."""
+    png, caption = embedding_map(np.full((50, 8), value), np.zeros(50, dtype=int), 3, 0)
+    assert caption == (
+        "PCA of all 50 embeddings, coloured by cluster (every embedding is the same point)."
+    )
+    assert PIL.Image.open(io.BytesIO(png)).format == "PNG"
+
+
 def test_a_large_set_is_mapped_through_a_seeded_sample(monkeypatch):
     mapped = []
 

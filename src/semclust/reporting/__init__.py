@@ -2,8 +2,8 @@
 
 Nothing here imports Lightning, Hydra or the training stages. scikit-learn's t-SNE and the
 grad-cam package are imported only when a map or a heatmap is drawn, so importing this package
-is cheap. The
-report of a training run is :func:`semclust.inference.run_report.write_run_report`.
+is cheap. The report of a training run is
+:func:`semclust.inference.run_report.write_run_report`.
 """
 
 from semclust.reporting.confusion import save_confusion_matrix

@@ -31,15 +31,18 @@ def embedding_map(
     # Euclidean distances of unit vectors order pairs as cosine similarity does.
     points = l2_normalize(embeddings[rows])
     shown = f"all {count:,}" if len(rows) == count else f"{len(rows):,} of {count:,} (seed {seed})"
-    if len(rows) >= _TSNE_MIN_POINTS:
+    why_not_tsne = None
+    if len(rows) < _TSNE_MIN_POINTS:
+        why_not_tsne = f"t-SNE needs at least {_TSNE_MIN_POINTS} images"
+    elif not np.ptp(points, axis=0).any():
+        # t-SNE's PCA start divides by its spread: scikit-learn then crashes the process.
+        why_not_tsne = "every embedding is the same point"
+    if why_not_tsne is None:
         coordinates = _tsne(points, seed)
         caption = f"t-SNE of {shown} embeddings, coloured by cluster."
     else:
         coordinates = _pca(points)
-        caption = (
-            f"PCA of {shown} embeddings, coloured by cluster (t-SNE needs at least "
-            f"{_TSNE_MIN_POINTS} images)."
-        )
+        caption = f"PCA of {shown} embeddings, coloured by cluster ({why_not_tsne})."
     clusters = predictions[rows]
     if num_clusters <= 20:
         palette = matplotlib.colormaps["tab10" if num_clusters <= 10 else "tab20"]
