@@ -38,7 +38,8 @@ def write_run_report(
     run = RunDirectory(run_dir, create=False)
     model, spec = load_trained_model(run.root)
     stage = spec.get("stage", "scan")
-    entry = _stage_entry(run, stage)
+    recorded = run.read_manifest()["stages"]
+    entry = _stage_entry(run, recorded, stage)
     data_cfg = entry["config"]["data"]
     dataset = build_dataset(data_cfg, split)
     transform = view_transforms(data_cfg).eval
@@ -67,9 +68,9 @@ def write_run_report(
     all_probabilities, embeddings = np.concatenate(probabilities), np.concatenate(features)
     all_targets = np.concatenate(targets)
     skipped = {
-        name: recorded["note"]
-        for name, recorded in run.read_manifest()["stages"].items()
-        if recorded.get("status") == "skipped" and recorded.get("note")
+        name: record["note"]
+        for name, record in recorded.items()
+        if record.get("status") == "skipped" and record.get("note")
     }
     data = ReportData(
         title=f"semclust run {run.root} ({stage}, {data_cfg['kind']}/{split})",
@@ -113,9 +114,9 @@ def _saved_file(run: RunDirectory, relative: str | None) -> bytes | None:
     return path.read_bytes()
 
 
-def _stage_entry(run: RunDirectory, stage: str) -> dict[str, Any]:
+def _stage_entry(run: RunDirectory, recorded: dict[str, Any], stage: str) -> dict[str, Any]:
     """The manifest's record of ``stage``: its config (the data to report on) and metrics."""
-    entry = run.read_manifest()["stages"].get(stage)
+    entry = recorded.get(stage)
     if entry is None:
         raise FileNotFoundError(
             f"{run.manifest_path} records no {stage!r} stage, whose model this report shows"
