@@ -293,7 +293,7 @@ def summarize(run: RunDirectory, stages: list[Stage] | None = None) -> dict[str,
         }
         summary["stages"][stage.name] = {"status": entry["status"], **metrics}
         if entry["status"] == "skipped" and entry.get("note"):
-            summary["stages"][stage.name]["note"] = entry["note"]  # why: the table says it
+            summary["stages"][stage.name]["note"] = entry["note"]  # format_table prints it
         for row in stage.table_rows:
             if row != stage.name and row in entry["metrics"]:
                 summary["stages"][row] = entry["metrics"][row]

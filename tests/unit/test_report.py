@@ -24,7 +24,7 @@ NUM_CLUSTERS = 4  # cluster 3 stays empty
 NOISE = {0: 0.3, 1: 0.8, 2: 0.05}  # cluster 2 is the tightest, cluster 1 the loosest
 EVIL_PATH = '/data/<script>alert("x")</script> & co.png'
 # Where opencv (for grad-cam) is missing, as on the GPU machine.
-GRAD_CAM = FULL_REPORT = pytest.mark.needs("pytorch_grad_cam")
+GRAD_CAM = pytest.mark.needs("pytorch_grad_cam")
 
 
 def synthetic(count: int, seed: int = 0) -> tuple[ReportData, list[PIL.Image.Image]]:
@@ -106,7 +106,7 @@ def full_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ReportDa
     return out.read_text("utf-8"), data, loaded
 
 
-@FULL_REPORT
+@GRAD_CAM
 def test_every_image_is_an_inlined_png(full_report):
     page, _, _ = full_report
     sources = img_sources(page)
@@ -118,7 +118,7 @@ def test_every_image_is_an_inlined_png(full_report):
     assert "http://" not in page and "https://" not in page
 
 
-@FULL_REPORT
+@GRAD_CAM
 def test_clusters_ranked_by_cohesion_with_empty_last(full_report):
     page, _, _ = full_report
     assert cluster_order(page) == [2, 0, 1, 3]
@@ -129,7 +129,7 @@ def test_clusters_ranked_by_cohesion_with_empty_last(full_report):
     assert cohesions == sorted(cohesions, reverse=True) and len(cohesions) == 3
 
 
-@FULL_REPORT
+@GRAD_CAM
 def test_paths_and_names_are_escaped(full_report):
     page, _, _ = full_report
     assert "<script" not in page
@@ -139,7 +139,7 @@ def test_paths_and_names_are_escaped(full_report):
     assert "/data/&lt;broken&gt;.png" in page
 
 
-@FULL_REPORT
+@GRAD_CAM
 def test_labels_give_scores_and_confusion_matrix(full_report):
     page, data, _ = full_report
     assert '<section id="labels">' in page and '<section id="scores">' not in page
@@ -154,7 +154,7 @@ def test_labels_give_scores_and_confusion_matrix(full_report):
     assert confusion.count('<th scope="col">') == 1 + NUM_CLUSTERS
 
 
-@FULL_REPORT
+@GRAD_CAM
 def test_summary_map_and_errors(full_report):
     page, data, _ = full_report
     mean_confidence = data.probabilities.max(axis=1).mean()
@@ -164,7 +164,7 @@ def test_summary_map_and_errors(full_report):
     assert '<section id="errors">' in page and "cannot identify image file" in page
 
 
-@FULL_REPORT
+@GRAD_CAM
 def test_load_image_called_only_for_prototypes(full_report):
     _, data, loaded = full_report
     predictions = data.probabilities.argmax(axis=1)

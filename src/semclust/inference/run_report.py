@@ -67,11 +67,6 @@ def write_run_report(
     ]
     all_probabilities, embeddings = np.concatenate(probabilities), np.concatenate(features)
     all_targets = np.concatenate(targets)
-    skipped = {
-        name: record["note"]
-        for name, record in recorded.items()
-        if record.get("status") == "skipped" and record.get("note")
-    }
     data = ReportData(
         title=f"semclust run {run.root} ({stage}, {data_cfg['kind']}/{split})",
         paths=[str(path) for path in paths],
@@ -84,7 +79,11 @@ def write_run_report(
         query_curves=scores_by_query_count(
             all_probabilities.argmax(axis=1), all_targets, embeddings
         ),
-        notes=[f"Stage {name} was skipped: {note}" for name, note in skipped.items()],
+        notes=[
+            f"Stage {name} was skipped: {record['note']}"
+            for name, record in recorded.items()
+            if record.get("status") == "skipped" and record.get("note")
+        ],
     )
     explainer, reason = grad_cam_for(model, transform)
     out_path = Path(out_path) if out_path else run.report_path
