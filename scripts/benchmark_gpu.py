@@ -12,6 +12,9 @@ Both sides read the same CIFAR-10 JPEG train folder (ImageFolder layout) at batc
 - the reference: ``bench_ref.py`` of ``../shared/anchors/scan_reference`` (copied to
   ``.device/scan_reference`` by ``../shared/device/prepare.sh``) with ``--workers`` loader
   processes, for as many steps as the same epochs, with ``--purity``.
+- semclust again, shorter (3 SimCLR epochs, 2 SCAN epochs), with its batched views made by
+  the other maker (``data.batch_views_in``: on the GPU if the first run's loader processes
+  made them, else in the loader), for its SimCLR images/s and SCAN epoch beside the first's.
 
 Writes ``--out`` (docs/benchmarks/gpu.json) and prints the markdown table of
 docs/BENCHMARKS.md. On the GPU machine (../shared/GPU.md):
@@ -35,7 +38,13 @@ REPO = Path(__file__).resolve().parents[1]
 BATCH = 512
 
 
-def semclust_run(args: argparse.Namespace, run_dir: Path) -> dict:
+def semclust_run(
+    args: argparse.Namespace,
+    run_dir: Path,
+    epochs: int,
+    scan_epochs: int,
+    more: tuple[str, ...] = (),
+) -> dict:
     """Run the pipeline as a user would and read the figures from its manifest."""
     overrides = [
         "experiment=cifar10",
@@ -48,11 +57,11 @@ def semclust_run(args: argparse.Namespace, run_dir: Path) -> dict:
         f"data.num_workers={args.workers}",
         f"trainer={'cpu' if args.smoke else 'gpu'}",
         "stages=[pretext,mine,scan]",
-        f"pretext.epochs={args.epochs}",
+        f"pretext.epochs={epochs}",
         f"pretext.batch_size={args.batch}",
         "pretext.scheduler=null",  # constant lr 0.4, as the reference harness
-        f"pretext.val_every_n_epochs={args.epochs + 1}",  # no k-means on the way
-        f"scan.epochs={args.scan_epochs}",
+        f"pretext.val_every_n_epochs={epochs + 1}",  # no k-means on the way
+        f"scan.epochs={scan_epochs}",
         f"scan.batch_size={min(128, args.batch)}",
         f"mine.num_neighbors={args.neighbors}",
         f"seed={args.seed}",
@@ -61,13 +70,14 @@ def semclust_run(args: argparse.Namespace, run_dir: Path) -> dict:
         "trainer.enable_progress_bar=false",
         f"paths.run_dir={run_dir}",
         *args.override,
+        *more,
     ]
     started = time.perf_counter()
     process = subprocess.run(
         [sys.executable, "train.py", *overrides], cwd=REPO, capture_output=True, text=True
     )
     wall = time.perf_counter() - started
-    (run_dir.parent / "semclust.log").write_text(process.stdout + process.stderr)
+    (run_dir.parent / f"{run_dir.name}.log").write_text(process.stdout + process.stderr)
     if process.returncode != 0:
         sys.exit(f"semclust run failed (exit {process.returncode}):\n{process.stderr[-3000:]}")
     stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
@@ -148,16 +158,27 @@ def main() -> None:
 
     run_dir = args.work / "run"
     args.work.mkdir(parents=True, exist_ok=True)
-    ours = semclust_run(args, run_dir)
+    ours = semclust_run(args, run_dir, args.epochs, args.scan_epochs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    # Written now as well, so a device call that runs out of time keeps semclust's figures.
-    result = write_result(args, ours, {})
+    # Written after each run, so a device call that runs out of time keeps what it measured.
+    theirs = {}
+    result = write_result(args, ours, theirs)
     if args.reference:
-        result = write_result(args, ours, reference_run(args, ours["mine_images"]))
+        theirs = reference_run(args, ours["mine_images"])
+        result = write_result(args, ours, theirs)
+    print(table(result, args.epochs))
+    in_loader = any("loader process" in line for line in ours["input_path"])
+    maker = "device" if in_loader else "workers"
+    other = semclust_run(
+        args, args.work / f"views_{maker}", 3, 2, (f"data.batch_views_in={maker}",)
+    )
+    result = write_result(args, ours, theirs, {"batch_views_in": maker, **other})
     print(table(result, args.epochs))
 
 
-def write_result(args: argparse.Namespace, ours: dict, theirs: dict) -> dict:
+def write_result(
+    args: argparse.Namespace, ours: dict, theirs: dict, other_views: dict | None = None
+) -> dict:
     result = {
         "device": device_name(),
         "date": time.strftime("%Y-%m-%d"),
@@ -176,6 +197,8 @@ def write_result(args: argparse.Namespace, ours: dict, theirs: dict) -> dict:
         f"reference_purity_after_{args.epochs}_epochs": theirs.get("purity"),
         "semclust": ours,
         "reference": theirs,
+        # The short run whose batched views the other maker made (data.batch_views_in).
+        "semclust_other_views": other_views or {},
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -205,6 +228,11 @@ def table(result: dict, epochs: int) -> str:
     for label, ours, theirs in rows:
         lines.append(f"| {label} | {result[ours]} | {result[theirs] if theirs else '–'} |")
     lines.append(f"| SimCLR speed-up | {result['simclr_speedup']} | |")
+    other = result["semclust_other_views"]
+    if other:
+        made_by = f"views by data.batch_views_in={other['batch_views_in']}"
+        lines.append(f"| SimCLR images/s, {made_by} | {other['simclr_images_per_s']} | |")
+        lines.append(f"| SCAN epoch, s, {made_by} | {other['scan_epoch_s']} | |")
     return "\n".join(lines)
 
 

@@ -9,9 +9,9 @@
 #
 # The device steps write under $OUT: imports.txt (every declared dependency: version or
 # missing), then views.txt (scripts/benchmark_views.py on the GPU), benchmark.log, gpu.json
-# (docs/benchmarks/gpu.json), semclust.log and the run's manifest.json; or tests.log (pytest
-# -v, one line per test as it ends, so a run cut short still says how far it got). Each step
-# stops itself before the tool's 600 s limit.
+# (docs/benchmarks/gpu.json), the semclust runs' logs (run.log, views_*.log) and the first
+# run's manifest.json; or tests.log (pytest -v, one line per test as it ends, so a run cut
+# short still says how far it got). Each step stops itself before the tool's 600 s limit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/gpu_check}
@@ -57,7 +57,7 @@ run_benchmark() {  # $1: seconds it may take
     --reference .device/scan_reference --workers 15 --work "$work" --out "$out/gpu.json" \
     > "$out/benchmark.log" 2>&1
   status=$?
-  cp "$work/semclust.log" "$work/run/manifest.json" "$out/" 2>/dev/null
+  cp "$work"/*.log "$work/run/manifest.json" "$out/" 2>/dev/null
   tail -20 "$out/benchmark.log"
   return $status
 }

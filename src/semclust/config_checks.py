@@ -108,6 +108,7 @@ RULES: list[Rule] = [
     ("data.eval_batch_size", *POSITIVE_INT),
     ("data.num_workers", *either("auto", integer(0))),
     ("data.input_path", *one_of("auto", "batched", "per_image")),
+    ("data.batch_views_in", *one_of("auto", "device", "workers")),
     ("data.batched_max_gib", *POSITIVE),
     *((f"data.schedule.{stage}_steps", *either(None, POSITIVE_INT)) for stage in STAGE_GROUPS),
     ("data.augment.rotation", *either("auto", NON_NEGATIVE)),

@@ -15,7 +15,7 @@ from typing import Any
 #: Data options that change neither which images a run sees nor how they look. ``schedule``
 #: (data=folder's steps per stage) is spent on each stage's own epochs, which its own config
 #: holds: a new SCAN schedule must not retrain the pretext.
-_NOT_DATA = ("num_workers", "eval_batch_size", "num_clusters", "schedule")
+_NOT_DATA = ("num_workers", "batch_views_in", "eval_batch_size", "num_clusters", "schedule")
 
 
 def digest(value: Any) -> str:

@@ -217,7 +217,9 @@ def _stage_config(stage: Stage, cfg: DictConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "trainer": {key: to_plain(cfg.trainer.get(key)) for key in _RESULT_TRAINER_KEYS},
     }
-    config["data"].pop("num_workers", None)  # seeded per sample: workers change nothing
+    # Seeded per sample: which processes make the views changes no draw.
+    config["data"].pop("num_workers", None)
+    config["data"].pop("batch_views_in", None)
     config["data"].pop("schedule", None)  # already in each stage's epochs and batch size
     if known_num_clusters(cfg) is None:
         config["choose_k"] = to_plain(cfg.choose_k)

@@ -70,7 +70,19 @@ def test_smoke_run_writes_every_figure_the_gpu_table_needs(tmp_path):
     assert result["reference_purity_after_2_epochs"] == 0.3821
     assert result["simclr_speedup"] == round(result["simclr_images_per_s"] / 192.0, 2)
     assert result["semclust"]["input_path"] == [
-        "views made in batches on the training device (360 KiB decoded)"  # 120 of 3x32x32
+        # 120 images of 3x32x32
+        "views made in batches on the training device (360 KiB decoded; training on cpu)"
     ]
+    # The short second run: its views made by the other maker, here the loader's process.
+    other = result["semclust_other_views"]
+    assert other["batch_views_in"] == "workers"
+    assert other["input_path"] == [
+        "views made in batches in the loader's process "
+        "(360 KiB decoded; data.batch_views_in=workers)"
+    ]
+    assert other["simclr_images_per_s"] > 0 and other["scan_epoch_s"] > 0
+    assert "pretext.epochs=3" in other["command"] and "scan.epochs=2" in other["command"]
+    assert (tmp_path / "work" / "views_workers" / "manifest.json").is_file()
     assert "| SimCLR images/s (batch 32) |" in process.stdout
     assert "| 0.3821 |" in process.stdout
+    assert "| SCAN epoch, s, views by data.batch_views_in=workers |" in process.stdout

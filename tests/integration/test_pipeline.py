@@ -74,6 +74,27 @@ def test_full_pipeline_writes_artifacts_manifest_and_metrics(tiny_config, tmp_pa
         assert row in table
 
 
+def test_views_made_in_loader_processes_train_the_same_model(tiny_config, tmp_path, caplog):
+    # Every sample's views come from its own seed, so two loader processes (a thread each)
+    # make the very views the training process makes: the same weights, bit for bit.
+    stages = "stages=[pretext,mine,scan]"
+    with caplog.at_level(logging.INFO, logger="semclust.stages.common"):
+        train(tiny_config(stages, "data.batch_views_in=workers", "data.num_workers=2"))
+    made = [r.getMessage() for r in caplog.records if "views made in batches" in r.getMessage()]
+    assert [line.split(":")[0] for line in made] == ["pretext", "scan"], made
+    assert all("in 2 loader processes" in line for line in made), made
+    (tmp_path / "run").rename(tmp_path / "in_workers")
+    train(tiny_config(stages, "data.batch_views_in=device"))
+    for name in ("pretext/backbone.safetensors", "scan/model.safetensors"):
+        ours, theirs = load_file(tmp_path / "in_workers" / name), load_file(tmp_path / "run" / name)
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[key], theirs[key]) for key in ours), name
+    # So the maker is no part of a stage's fingerprint: asking for the other trains nothing.
+    finished = _manifest(tmp_path / "run")["stages"]
+    train(tiny_config(stages, "data.batch_views_in=workers", "data.num_workers=2"))
+    assert _manifest(tmp_path / "run")["stages"] == finished
+
+
 def test_tail_rerun_reuses_saved_artifacts(tiny_config, tmp_path):
     train(tiny_config("stages=[pretext,mine]"))
     run_dir = tmp_path / "run"

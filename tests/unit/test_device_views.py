@@ -8,7 +8,15 @@ from PIL import Image
 from semclust.data import DigitsDataset, make_loader
 from semclust.data.batch_views import build_batch_transforms
 from semclust.data.datasets import FeatureDataset, ImageDataset
-from semclust.data.decoded import GIB, choose_input_path, decode_all, decoded_images, size_text
+from semclust.data.decoded import (
+    GIB,
+    ViewMaker,
+    choose_input_path,
+    choose_view_maker,
+    decode_all,
+    decoded_images,
+    size_text,
+)
 from semclust.data.device_views import PLAN_KEY, DecodedViews, ViewPlan, apply_view_plan
 from semclust.data.sampling import SampleKey, mix_seed
 
@@ -89,12 +97,30 @@ def _plan(**views: tuple[str, str]) -> ViewPlan:
     )
 
 
-def _batches(dataset: DecodedViews, seed: int = 4, epoch: int = 0, start: int = 0) -> list:
+def _batches(
+    dataset: DecodedViews, seed: int = 4, epoch: int = 0, start: int = 0, batch_size: int = 32
+) -> list:
     loader = make_loader(
-        dataset, 32, True, 0, drop_last=True, seed=seed, collate_fn=dataset.collate
+        dataset, batch_size, True, 0, drop_last=True, seed=seed, collate_fn=dataset.collate
     )
     loader.sampler.resume_at(epoch, start)
     return [apply_view_plan(batch) for batch in loader]
+
+
+def test_loader_processes_make_the_views_by_default_only_when_a_gpu_trains():
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    with_workers = {**NATURAL, "num_workers": 4, "batch_views_in": "auto"}
+    on_gpu = choose_view_maker(with_workers, cuda)
+    assert on_gpu.in_loader and "a GPU trains" in on_gpu.reason
+    assert choose_view_maker(with_workers, cpu) == ViewMaker(False, "training on cpu")
+    assert choose_view_maker({**with_workers, "num_workers": 0}, cuda).reason == (
+        "data.num_workers=0"
+    )
+    assert not choose_view_maker({**with_workers, "batch_views_in": "device"}, cuda).in_loader
+    assert choose_view_maker({**with_workers, "batch_views_in": "workers"}, cpu).in_loader
+    assert not choose_view_maker(NATURAL, cuda).in_loader  # no loader processes given
+    with pytest.raises(ValueError, match="data.batch_views_in must be one of auto, device"):
+        choose_view_maker({**with_workers, "batch_views_in": "gpu"}, cuda)
 
 
 def test_batches_carry_their_plan_until_the_device_applies_it():
@@ -108,6 +134,54 @@ def test_batches_carry_their_plan_until_the_device_applies_it():
     assert made["a"].shape == (3, 1, 16, 16) and made["a"].dtype == torch.float32
     assert "pixels" not in made and PLAN_KEY not in made
     assert apply_view_plan({"image": 1}) == {"image": 1}  # a per-image batch passes as it is
+
+
+def _pairs(recipe: str, views_in_collate: bool) -> DecodedViews:
+    """SCAN's strong pairs and a SimCLR view of 64 images, views made where asked."""
+    if recipe == "natural":
+        images = decode_all(PhotoSet(64, 32), 3, 32, num_workers=0)
+        transforms = build_batch_transforms("natural", 32, [0.5] * 3, [0.2] * 3)
+    else:
+        images = DigitsDataset("test").images[:64]
+        transforms = build_batch_transforms("small_grayscale", 16, [0.3], [0.4])
+    views = {"anchor": "strong", "neighbor": "strong", "pretext": "pretext"}
+    plan = ViewPlan(
+        {
+            name: ("neighbor" if name == "neighbor" else "anchor", transforms.get(view))
+            for name, view in views.items()
+        }
+    )
+    neighbors = np.stack([np.roll(np.arange(len(images)), -s)[1:6] for s in range(len(images))])
+    return DecodedViews(images, None, plan, neighbors, views_in_collate)
+
+
+@pytest.mark.parametrize("recipe", ["small_grayscale", "natural"])
+def test_the_collate_makes_the_views_the_device_would_make(recipe):
+    keys = [SampleKey(index, mix_seed(3, index)) for index in (5, 0, 9, 2)]
+    made_there = _pairs(recipe, views_in_collate=True).collate(keys)
+    made_after = apply_view_plan(_pairs(recipe, views_in_collate=False).collate(keys))
+    assert made_there.keys() == made_after.keys()
+    assert PLAN_KEY not in made_there and "pixels" not in made_there
+    for name, value in made_after.items():
+        assert torch.equal(made_there[name], value), name
+    assert made_there["anchor"].dtype == torch.float32
+    assert not torch.equal(made_there["anchor"], made_there["neighbor"])
+
+
+@pytest.mark.parametrize("recipe", ["small_grayscale", "natural"])
+def test_loader_processes_hand_over_the_batches_the_training_process_makes(recipe):
+    """Two worker processes (one thread each) against the views made after the batch's move."""
+    in_collate = _pairs(recipe, views_in_collate=True)
+    loader = make_loader(
+        in_collate, 16, True, 2, drop_last=True, seed=4, collate_fn=in_collate.collate
+    )
+    from_workers = list(loader)
+    by_device = _batches(_pairs(recipe, views_in_collate=False), batch_size=16)
+    assert len(from_workers) == len(by_device) == 4
+    for a, b in zip(from_workers, by_device, strict=True):
+        assert a.keys() == b.keys() and PLAN_KEY not in a
+        for name in a:
+            assert torch.equal(a[name], b[name]), name
 
 
 def test_views_depend_on_the_samples_seeds_so_a_resumed_epoch_repeats_them():

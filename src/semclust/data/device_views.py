@@ -1,13 +1,14 @@
-"""Training batches from decoded images, whose views the training device makes.
+"""Training batches from decoded images, whose views are made a batch at a time.
 
-The loader hands out only what is cheap on the CPU: a batch's decoded uint8 images (one
-index into the decoded tensor; a quarter of the bytes of float views), their indices,
-targets, drawn neighbours and each sample's random stream. Lightning moves the tensors to the
-module's device, whichever it is, and there the module calls the batch's :class:`ViewPlan`
-(:meth:`semclust.stages.base.CollectsValidation.on_after_batch_transfer`), which makes every
+The loader hands out a batch's decoded uint8 images (one index into the decoded tensor; a
+quarter of the bytes of float views), their indices, targets, drawn neighbours and each
+sample's random stream. Either the loader's collate makes the views there (in its worker
+processes, on the CPU), or the batch carries its :class:`ViewPlan` to the module's device,
+whichever it is, and there the module calls it
+(:meth:`semclust.stages.base.CollectsValidation.on_after_batch_transfer`), making every
 view of the whole batch at once. Every sample's parameters come from its own seed
 (:mod:`semclust.data.sampling`, :mod:`semclust.data.sample_streams`), so a resumed epoch makes
-the same views, and so does any split of the batch over DDP processes.
+the same views, and so does any split of the batch over DDP processes or loader workers.
 """
 
 from collections.abc import Mapping, Sequence
@@ -51,7 +52,8 @@ class ViewPlan:
 
 
 class DecodedViews(Dataset):
-    """Samples of a decoded image tensor, collated into batches that carry a :class:`ViewPlan`.
+    """Samples of a decoded image tensor, collated into batches that carry a :class:`ViewPlan`,
+    or with ``views_in_collate`` into batches whose views the collate has made.
 
     ``neighbors`` ``(N, k)``: each sample's mined neighbours, one drawn per sample and batch
     (SCAN's pairs). Keys may be plain indices (evaluation: views are deterministic) or
@@ -64,8 +66,10 @@ class DecodedViews(Dataset):
         targets: np.ndarray | None,
         plan: ViewPlan,
         neighbors: np.ndarray | None = None,
+        views_in_collate: bool = False,
     ) -> None:
         self.pixels = pixels
+        self.views_in_collate = views_in_collate
         self.targets = torch.as_tensor(
             np.full(len(pixels), -1) if targets is None else np.asarray(targets), dtype=torch.long
         )
@@ -91,7 +95,6 @@ class DecodedViews(Dataset):
             "target": self.targets[index],
             "pixels": self.pixels[index],
             STREAMS_KEY: SampleStreams(torch.tensor(view_seeds, dtype=torch.long)),
-            PLAN_KEY: self.plan,
         }
         if self.neighbors is not None:
             candidates = self.neighbors[index]
@@ -100,6 +103,9 @@ class DecodedViews(Dataset):
             neighbor_index = candidates[torch.arange(len(index)), drawn]
             batch["neighbor_index"] = neighbor_index
             batch["neighbor_pixels"] = self.pixels[neighbor_index]
+        if self.views_in_collate:
+            return self.plan(batch)
+        batch[PLAN_KEY] = self.plan
         return batch
 
 

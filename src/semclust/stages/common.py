@@ -23,7 +23,12 @@ from semclust.data import (
 )
 from semclust.data.batch_views import batch_view_transforms
 from semclust.data.datasets import dataset_options
-from semclust.data.decoded import choose_input_path, decoded_images
+from semclust.data.decoded import (
+    choose_input_path,
+    choose_view_maker,
+    decoded_images,
+    size_text,
+)
 from semclust.data.device_views import DecodedViews, ViewPlan
 from semclust.inference.spec import backbone_from_spec, to_plain
 from semclust.rundir import BACKBONE_SPEC, BACKBONE_WEIGHTS, RunDirectory, load_weights, read_json
@@ -99,8 +104,9 @@ def training_loader(
     ``views`` maps each batch key to a recipe view (``pretext``, ``weak``, ``strong``,
     ``eval``), or to ``None`` for the sample as stored (cached features). With ``neighbors``
     the batch holds SCAN's pairs, ``anchor`` and ``neighbor``, one neighbour drawn per sample.
-    Views are made in batches on the training device when
-    :func:`~semclust.data.decoded.choose_input_path` says so, else per image in loader
+    Views are made in batches when :func:`~semclust.data.decoded.choose_input_path` says so
+    (on the training device or in the loader processes, as
+    :func:`~semclust.data.decoded.choose_view_maker` says), else per image in loader
     processes. ``batch_size`` is the batch of one optimizer step over all processes: under
     DDP each of the ``trainer``'s processes loads its share, so a recipe means the same on 1
     or N devices.
@@ -126,12 +132,25 @@ def training_loader(
             drop_last=True,
             seed=seed,
         )
-    decoded = DecodedViews(pixels, dataset.targets, _view_plan(cfg, views), neighbors)
+    maker = choose_view_maker(cfg.data, trainer.strategy.root_device)
+    # Without views to make, a batch is one indexing operation: workers would only copy it.
+    workers = cfg.data.num_workers if maker.in_loader else 0
+    where = f"in {workers} loader processes" if workers else "in the loader's process"
+    log.info(
+        "%s: views made in batches %s (%s decoded; %s)",
+        stage,
+        where if maker.in_loader else "on the training device",
+        size_text(pixels.numel()),
+        maker.reason,
+    )
+    decoded = DecodedViews(
+        pixels, dataset.targets, _view_plan(cfg, views), neighbors, maker.in_loader
+    )
     return make_loader(
         decoded,
         per_process,
         shuffle=True,
-        num_workers=0,  # a batch is one indexing operation; workers would only copy it
+        num_workers=workers,
         drop_last=True,
         seed=seed,
         collate_fn=decoded.collate,
@@ -161,19 +180,16 @@ def _view_plan(cfg: DictConfig, views: Mapping[str, str | None]) -> ViewPlan:
 
 
 def _decoded_pixels(cfg: DictConfig, dataset: Any, stage: str | None) -> torch.Tensor | None:
-    """The decoded images when views are made in batches on the device, else ``None``; a
-    training ``stage`` logs which path it takes and why."""
+    """The decoded images when views are made in batches, else ``None``; a training
+    ``stage`` logs when views are made per image, and why."""
     path = choose_input_path(cfg.data, dataset)
-    if stage is not None:
-        if path.batched:
-            log.info("%s: views made in batches on the training device (%s)", stage, path.reason)
-        else:
-            log.info(
-                "%s: views made per image in %d loader processes (%s)",
-                stage,
-                cfg.data.num_workers,
-                path.reason,
-            )
+    if stage is not None and not path.batched:
+        log.info(
+            "%s: views made per image in %d loader processes (%s)",
+            stage,
+            cfg.data.num_workers,
+            path.reason,
+        )
     if not path.batched:
         return None
     return decoded_images(
