@@ -119,6 +119,8 @@ def test_loader_processes_make_the_views_by_default_only_when_a_gpu_trains():
     assert not choose_view_maker({**with_workers, "batch_views_in": "device"}, cuda).in_loader
     assert choose_view_maker({**with_workers, "batch_views_in": "workers"}, cpu).in_loader
     assert not choose_view_maker(NATURAL, cuda).in_loader  # no loader processes given
+    stl10 = choose_view_maker({**with_workers, "image_size": 96}, cuda)
+    assert stl10 == ViewMaker(False, "96 px views cost the CPU more than the GPU")
     with pytest.raises(ValueError, match="data.batch_views_in must be one of auto, device"):
         choose_view_maker({**with_workers, "batch_views_in": "gpu"}, cuda)
 

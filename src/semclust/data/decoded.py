@@ -76,15 +76,22 @@ class ViewMaker:
     reason: str
 
 
-def choose_view_maker(data_cfg: Mapping[str, Any], device: torch.device) -> ViewMaker:
-    """``data.batch_views_in``: ``device`` or ``workers`` as given, or for ``auto`` the
-    loader processes when a GPU trains and there are some, else the training device.
+#: The largest views ``auto`` has loader processes make: at 32 px one CPU core makes about
+#: 4,800 SimCLR pairs a second, at 96 px 320 (docs/BENCHMARKS.md), faster than the model's
+#: step grows; larger views stay on the GPU.
+LOADER_VIEWS_MAX_SIZE = 32
 
-    A view is a few hundred small ops (a SCAN strong view about 470), each costing the
-    host a kernel launch on a GPU, in the same process that must keep the GPU fed with the
-    model's steps; small images make the model's step short, so the host's time would bound
-    it. Loader processes make the same views (every sample's draws come from its own seed)
-    in parallel on the CPU, at about 5,000 SimCLR pairs of 32x32 images per second and core.
+
+def choose_view_maker(data_cfg: Mapping[str, Any], device: torch.device) -> ViewMaker:
+    """``data.batch_views_in``: ``device`` or ``workers`` as given; for ``auto`` the loader
+    processes when a GPU trains on small images and there are such processes, else the
+    training device.
+
+    A view is a few hundred small ops (a SCAN strong view about 470), each a kernel launch
+    that costs the host of a GPU as much however small the images, in the process that must
+    keep the GPU fed with the model's steps: small images make those steps short, so the
+    host's time would bound them. Loader processes make the same views in parallel on the
+    CPU (every sample's draws come from its own seed).
     """
     wanted = data_cfg.get("batch_views_in", "auto")
     if wanted not in VIEW_MAKERS:
@@ -97,6 +104,9 @@ def choose_view_maker(data_cfg: Mapping[str, Any], device: torch.device) -> View
         return ViewMaker(False, f"training on {device.type}")
     if not data_cfg.get("num_workers"):
         return ViewMaker(False, "data.num_workers=0")
+    size = data_cfg["image_size"]
+    if size > LOADER_VIEWS_MAX_SIZE:
+        return ViewMaker(False, f"{size} px views cost the CPU more than the GPU")
     return ViewMaker(True, "a GPU trains, so the host's time goes to its steps")
 
 
