@@ -1,6 +1,8 @@
-"""Batched views against the per-image recipes: one batch of 512 uint8 3×32×32 images per view.
+"""Batched views against the per-image recipes: one batch of uint8 RGB images per view (512 of
+32×32 unless told).
 
-    python scripts/benchmark_views.py [--threads N] [--device cuda] [--batch B] [--batched-only]
+    python scripts/benchmark_views.py [--threads N] [--device cuda] [--batch B] [--size S]
+                                      [--batched-only]
 
 Prints the median time of each view over repeats (per-image: the torchvision recipe applied
 image by image, as a loader worker does; batched: semclust.data.batch_views on the device,
@@ -41,6 +43,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--size", type=int, default=32, help="image side, stored and viewed")
     parser.add_argument(
         "--batched-only", action="store_true", help="skip the per-image recipes (slow)"
     )
@@ -48,12 +51,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     seeded = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (args.batch, 3, 32, 32), dtype=torch.uint8, generator=seeded)
+    shape = (args.batch, 3, args.size, args.size)
+    images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=seeded)
     on_device, on_meta = images.to(device), images.to("meta")
-    settings = {"image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
+    settings = {"image_size": args.size, "mean": [0.5] * 3, "std": [0.25] * 3}
     per_image = build_transforms("natural", **settings)
     batched = build_batch_transforms("natural", **settings)
-    print(f"torch {torch.__version__}, {args.threads} threads, batch views on {device}")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, batch views on {device}, "
+        f"batch {args.batch} of {args.size} px"
+    )
     print(
         f"{'view':8} {'per-image ms':>13} {'batched ms':>11} {'queued ms':>10} {'speed-up':>9} "
         f"{'device ops':>11} {'waits':>6}"

@@ -76,9 +76,9 @@ class ViewMaker:
     reason: str
 
 
-#: The largest views ``auto`` has loader processes make: at 32 px one CPU core makes about
-#: 4,800 SimCLR pairs a second, at 96 px 320 (docs/BENCHMARKS.md), faster than the model's
-#: step grows; larger views stay on the GPU.
+#: The largest views ``auto`` has loader processes make. A CPU core makes about 6,000 SimCLR
+#: pairs a second at 32 px but 380 at 96 px (docs/BENCHMARKS.md): the views' cost grows
+#: faster with size than the model's step, so larger views stay on the GPU.
 LOADER_VIEWS_MAX_SIZE = 32
 
 
