@@ -67,8 +67,9 @@ run_tests() {  # $1: seconds it may take
   # pyproject's --dist worksteal needs pytest-xdist >= 3.2; an older one there takes load.
   python3 -c "import xdist.scheduler.worksteal" 2>/dev/null || dist=load
   # Without CI set, tests marked needs(cv2 / umap / pytorch_grad_cam) skip there, saying why.
-  # pyproject's -n auto: a worker per core, at most 8 (tests/conftest.py).
-  env -u CI timeout "$1" python3 -m pytest -v --dist "$dist" -p no:cacheprovider \
+  # 12 workers, not -n auto's 8 (tests/conftest.py caps it for memory, ~2 GB a worker): that
+  # machine has 16 cores and 128 GiB; the cores left serve the processes tests start.
+  env -u CI timeout "$1" python3 -m pytest -v -n 12 --dist "$dist" -p no:cacheprovider \
     > "$out/tests.log" 2>&1
   status=$?
   grep -E "FAILED|ERROR" "$out/tests.log" | head -40
