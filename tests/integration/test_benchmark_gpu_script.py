@@ -1,12 +1,14 @@
 """scripts/benchmark_gpu.py on a tiny folder and the CPU: the figures it reads exist, and
 what the reference harness prints is read back (a stand-in harness: the real one needs CUDA)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,3 +88,55 @@ def test_smoke_run_writes_every_figure_the_gpu_table_needs(tmp_path):
     assert "| SimCLR images/s (batch 32) |" in process.stdout
     assert "| 0.3821 |" in process.stdout
     assert "| SCAN epoch, s, views by data.batch_views_in=workers |" in process.stdout
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "benchmark_gpu", REPO / "scripts/benchmark_gpu.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FIGURES = {
+    "simclr_images_per_s": 900.0,
+    "simclr_epoch_s": 1.0,
+    "mine_s": 2.0,
+    "mine_images": 120,
+    "scan_epoch_s": 3.0,
+    "purity": 0.5,
+    "input_path": ["views made in batches on the training device (360 KiB decoded; ...)"],
+    "wall_s": 9.0,
+    "command": "python train.py ...",
+}
+
+
+@pytest.mark.parametrize("in_loader", [True, False])
+def test_a_failed_run_is_measured_again_with_the_views_on_the_device_if_loaders_made_them(
+    tmp_path, monkeypatch, in_loader
+):
+    script = _script()
+    runs = []
+
+    def run(args, run_dir, epochs, scan_epochs, more=()):
+        runs.append((run_dir.name, more))
+        if not more:
+            raise script.RunFailed("semclust run failed (exit 1):\nboom", in_loader)
+        return dict(FIGURES)
+
+    monkeypatch.setattr(script, "semclust_run", run)
+    out = tmp_path / "gpu.json"
+    argv = ["benchmark_gpu.py", f"--data={tmp_path}", f"--work={tmp_path / 'w'}", f"--out={out}"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as stopped:
+        script.main()
+    if not in_loader:  # nothing to fall back on: the failure itself is the message
+        assert runs == [("run", ())] and "boom" in str(stopped.value) and not out.exists()
+        return
+    assert runs == [("run", ()), ("views_device", ("data.batch_views_in=device",))]
+    assert "loader processes failed" in str(stopped.value)
+    result = json.loads(out.read_text())
+    assert result["simclr_images_per_s"] == 900.0 and result["scan_epoch_s"] == 3.0
+    assert "boom" in result["semclust"]["failed_first"]
+    assert result["semclust_other_views"] == {}  # no third run after a fallback
