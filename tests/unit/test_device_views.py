@@ -138,30 +138,35 @@ def test_batches_carry_their_plan_until_the_device_applies_it():
     assert apply_view_plan({"image": 1}) == {"image": 1}  # a per-image batch passes as it is
 
 
-def _pairs(recipe: str, views_in_collate: bool) -> DecodedViews:
-    """SCAN's strong pairs and a SimCLR view of 64 images, views made where asked."""
+def _decoded(
+    recipe: str, count: int, views: dict[str, tuple[str, str]], views_in_collate: bool = False
+) -> DecodedViews:
+    """``count`` images for a recipe, its ``views`` ({name: (source, view)}) planned, and each
+    image's next five as its neighbours."""
     if recipe == "natural":
-        images = decode_all(PhotoSet(64, 32), 3, 32, num_workers=0)
+        images = decode_all(PhotoSet(count, 32), 3, 32, num_workers=0)
         transforms = build_batch_transforms("natural", 32, [0.5] * 3, [0.2] * 3)
     else:
-        images = DigitsDataset("test").images[:64]
+        images = DigitsDataset("test").images[:count]
         transforms = build_batch_transforms("small_grayscale", 16, [0.3], [0.4])
-    views = {"anchor": "strong", "neighbor": "strong", "pretext": "pretext"}
-    plan = ViewPlan(
-        {
-            name: ("neighbor" if name == "neighbor" else "anchor", transforms.get(view))
-            for name, view in views.items()
-        }
-    )
-    neighbors = np.stack([np.roll(np.arange(len(images)), -s)[1:6] for s in range(len(images))])
+    plan = ViewPlan({name: (source, transforms.get(v)) for name, (source, v) in views.items()})
+    neighbors = np.stack([np.roll(np.arange(count), -s)[1:6] for s in range(count)])
     return DecodedViews(images, None, plan, neighbors, views_in_collate)
+
+
+#: SCAN's strong pairs and a SimCLR view.
+PAIRS = {
+    "anchor": ("anchor", "strong"),
+    "neighbor": ("neighbor", "strong"),
+    "pretext": ("anchor", "pretext"),
+}
 
 
 @pytest.mark.parametrize("recipe", ["small_grayscale", "natural"])
 def test_the_collate_makes_the_views_the_device_would_make(recipe):
     keys = [SampleKey(index, mix_seed(3, index)) for index in (5, 0, 9, 2)]
-    made_there = _pairs(recipe, views_in_collate=True).collate(keys)
-    made_after = apply_view_plan(_pairs(recipe, views_in_collate=False).collate(keys))
+    made_there = _decoded(recipe, 64, PAIRS, views_in_collate=True).collate(keys)
+    made_after = apply_view_plan(_decoded(recipe, 64, PAIRS).collate(keys))
     assert made_there.keys() == made_after.keys()
     assert PLAN_KEY not in made_there and "pixels" not in made_there
     for name, value in made_after.items():
@@ -173,12 +178,12 @@ def test_the_collate_makes_the_views_the_device_would_make(recipe):
 @pytest.mark.parametrize("recipe", ["small_grayscale", "natural"])
 def test_loader_processes_hand_over_the_batches_the_training_process_makes(recipe):
     """Two worker processes (one thread each) against the views made after the batch's move."""
-    in_collate = _pairs(recipe, views_in_collate=True)
+    in_collate = _decoded(recipe, 64, PAIRS, views_in_collate=True)
     loader = make_loader(
         in_collate, 16, True, 2, drop_last=True, seed=4, collate_fn=in_collate.collate
     )
     from_workers = list(loader)
-    by_device = _batches(_pairs(recipe, views_in_collate=False), batch_size=16)
+    by_device = _batches(_decoded(recipe, 64, PAIRS), batch_size=16)
     assert len(from_workers) == len(by_device) == 4
     for a, b in zip(from_workers, by_device, strict=True):
         assert a.keys() == b.keys() and PLAN_KEY not in a
@@ -222,16 +227,8 @@ def test_scan_pairs_draw_each_neighbour_from_the_sample_s_own_list():
 @pytest.mark.parametrize("recipe", ["small_grayscale", "natural"])
 def test_each_sample_gets_its_views_in_any_batch_so_ddp_shares_augment_like_one_process(recipe):
     """Two processes each hold every second sample of a global batch (SeededShuffleSampler)."""
-    if recipe == "natural":
-        images = decode_all(PhotoSet(16, 32), 3, 32, num_workers=0)
-        transforms = build_batch_transforms("natural", 32, [0.5] * 3, [0.2] * 3)
-    else:
-        images = DigitsDataset("test").images[:16]
-        transforms = build_batch_transforms("small_grayscale", 16, [0.3], [0.4])
     views = {"a": ("anchor", "pretext"), "n": ("neighbor", "strong"), "w": ("anchor", "weak")}
-    plan = ViewPlan({name: (source, transforms.get(v)) for name, (source, v) in views.items()})
-    neighbors = np.stack([np.roll(np.arange(len(images)), -s)[1:6] for s in range(len(images))])
-    dataset = DecodedViews(images, None, plan, neighbors)
+    dataset = _decoded(recipe, 16, views)
     keys = [SampleKey(index, mix_seed(9, index)) for index in range(12)]
     whole = apply_view_plan(dataset.collate(keys))
     assert not torch.equal(whole["a"][0], whole["a"][1])
