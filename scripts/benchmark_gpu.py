@@ -201,7 +201,7 @@ def main() -> None:
     print(table(result, args.epochs))
     if "failed_first" in ours:
         sys.exit("the run with views made in loader processes failed (semclust.failed_first)")
-    maker = "workers" if not _views_made_in_loader(ours["input_path"]) else "device"
+    maker = "device" if _views_made_in_loader(ours["input_path"]) else "workers"
     try:
         other = semclust_run(
             args, args.work / f"views_{maker}", 3, 2, (f"data.batch_views_in={maker}",)

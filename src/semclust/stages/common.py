@@ -24,10 +24,10 @@ from semclust.data import (
 from semclust.data.batch_views import batch_view_transforms
 from semclust.data.datasets import dataset_options
 from semclust.data.decoded import (
+    ViewMaker,
     choose_input_path,
     choose_view_maker,
     decoded_images,
-    size_text,
 )
 from semclust.data.device_views import DecodedViews, ViewPlan
 from semclust.inference.spec import backbone_from_spec, to_plain
@@ -113,7 +113,8 @@ def training_loader(
     """
     per_process = -(-batch_size // trainer.world_size)
     seed = stage_seed(stage, cfg.seed)
-    pixels = _decoded_pixels(cfg, dataset, stage)
+    maker = choose_view_maker(cfg.data, trainer.strategy.root_device)
+    pixels = _decoded_pixels(cfg, dataset, stage, maker)
     if pixels is None:
         transforms = view_transforms(cfg.data) if any(views.values()) else None
         made = {
@@ -132,17 +133,8 @@ def training_loader(
             drop_last=True,
             seed=seed,
         )
-    maker = choose_view_maker(cfg.data, trainer.strategy.root_device)
     # Without views to make, a batch is one indexing operation: workers would only copy it.
     workers = cfg.data.num_workers if maker.in_loader else 0
-    where = f"in {workers} loader processes" if workers else "in the loader's process"
-    log.info(
-        "%s: views made in batches %s (%s decoded; %s)",
-        stage,
-        where if maker.in_loader else "on the training device",
-        size_text(pixels.numel()),
-        maker.reason,
-    )
     decoded = DecodedViews(
         pixels, dataset.targets, _view_plan(cfg, views), neighbors, maker.in_loader
     )
@@ -179,17 +171,28 @@ def _view_plan(cfg: DictConfig, views: Mapping[str, str | None]) -> ViewPlan:
     )
 
 
-def _decoded_pixels(cfg: DictConfig, dataset: Any, stage: str | None) -> torch.Tensor | None:
+def _decoded_pixels(
+    cfg: DictConfig, dataset: Any, stage: str | None, maker: ViewMaker | None = None
+) -> torch.Tensor | None:
     """The decoded images when views are made in batches, else ``None``; a training
-    ``stage`` logs when views are made per image, and why."""
+    ``stage`` logs which path it takes, who makes its views (``maker``) and why."""
     path = choose_input_path(cfg.data, dataset)
-    if stage is not None and not path.batched:
-        log.info(
-            "%s: views made per image in %d loader processes (%s)",
-            stage,
-            cfg.data.num_workers,
-            path.reason,
-        )
+    if stage is not None:
+        if path.batched:
+            log.info(
+                "%s: views made in batches %s (%s; %s)",
+                stage,
+                _made_by(maker, cfg.data.num_workers),
+                path.reason,
+                maker.reason,
+            )
+        else:
+            log.info(
+                "%s: views made per image in %d loader processes (%s)",
+                stage,
+                cfg.data.num_workers,
+                path.reason,
+            )
     if not path.batched:
         return None
     return decoded_images(
@@ -199,6 +202,12 @@ def _decoded_pixels(cfg: DictConfig, dataset: Any, stage: str | None) -> torch.T
         cfg.data.num_workers,
         getattr(dataset, "cache_key", None),
     )
+
+
+def _made_by(maker: ViewMaker, num_workers: int) -> str:
+    if not maker.in_loader:
+        return "on the training device"
+    return f"in {num_workers} loader processes" if num_workers else "in the loader's process"
 
 
 def load_backbone(run: RunDirectory, needed_by: str) -> tuple[torch.nn.Module, dict]:
