@@ -14,11 +14,11 @@ from semclust.stages.base import FeatureExtractor
 
 
 class Images(Dataset):
-    """Random 1×16×16 images with their index and a target, as the datasets give them."""
+    """Random C×16×16 images with their index and a target, as the datasets give them."""
 
-    def __init__(self, size: int = 45) -> None:
+    def __init__(self, size: int = 45, channels: int = 1) -> None:
         generator = torch.Generator().manual_seed(0)
-        self.images = torch.randn(size, 1, 16, 16, generator=generator)
+        self.images = torch.randn(size, channels, 16, 16, generator=generator)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -27,15 +27,16 @@ class Images(Dataset):
         return {"image": self.images[index], "target": index % 3, "index": index}
 
 
-def backbone() -> torch.nn.Module:
+def backbone(channels: int = 1) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_backbone("small_cnn", in_channels=1, width=4, feature_dim=24).eval()
+    return build_backbone("small_cnn", in_channels=channels, width=4, feature_dim=24).eval()
 
 
-def validate(extractor: FeatureExtractor, dataset: Dataset) -> None:
+def validate(extractor: FeatureExtractor, dataset: Dataset, precision: str = "32-true") -> None:
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,
+        precision=precision,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -93,3 +94,33 @@ def test_a_backbone_whose_output_disagrees_with_its_feature_dim_is_refused(tmp_p
     net.feature_dim = 30
     with pytest.raises(ValueError, match="feature_dim says 30"):
         validate(FeatureExtractor(net, tmp_path / "f.npy", num_rows=45), Images())
+
+
+def _is_channels_last(tensor: torch.Tensor) -> bool:
+    # With more than one channel a 4-D tensor cannot be contiguous in both orders.
+    assert tensor.shape[1] > 1
+    return tensor.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bf16_on_the_cpu_runs_channels_last_and_float32_stays_nchw(tmp_path):
+    # oneDNN's bf16 convolutions read NHWC (faster on AMX CPUs); float32 CPU ones NCHW.
+    dataset = Images(channels=3)
+    seen = {}
+
+    class Recording(FeatureExtractor):
+        def validation_step(self, batch, batch_idx):
+            seen.setdefault(self.trainer.precision, batch["image"])
+            super().validation_step(batch, batch_idx)
+
+    results = {}
+    for precision in ("32-true", "bf16-mixed"):
+        extractor = Recording(backbone(channels=3))
+        validate(extractor, dataset, precision)
+        results[precision] = extractor.validation_result().features
+        convolutions = [m.weight for m in extractor.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert convolutions
+        assert all(_is_channels_last(w) == (precision == "bf16-mixed") for w in convolutions)
+    assert not _is_channels_last(seen["32-true"]) and _is_channels_last(seen["bf16-mixed"])
+    bf16 = results["bf16-mixed"]
+    assert bf16.dtype == torch.float32
+    torch.testing.assert_close(bf16, results["32-true"], rtol=0.05, atol=0.05)

@@ -68,20 +68,25 @@ class CollectsValidation(pl.LightningModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Views of decoded images are made here, a batch at a time on the training device.
         batch = apply_view_plan(batch)
-        if self.device.type == "cuda":
+        if self._runs_channels_last():
             batch = _channels_last(batch)
         return batch
 
     def on_fit_start(self) -> None:
-        self._channels_last_on_cuda()
+        if self._runs_channels_last():
+            self.to(memory_format=torch.channels_last)
 
     def on_validation_start(self) -> None:
-        self._channels_last_on_cuda()
+        self.on_fit_start()
 
-    def _channels_last_on_cuda(self) -> None:
-        # cuDNN's fastest convolutions (above all in bf16) read NHWC; on the CPU NCHW is.
+    def _runs_channels_last(self) -> bool:
+        # cuDNN's fastest convolutions (above all in bf16) read NHWC, and so do oneDNN's bf16
+        # ones on the CPU (ResNet-18 at 32 px on AMX: 165 images/s against 122 in NCHW). A
+        # float32 CPU run stays NCHW: that is where its kernels are fastest.
         if self.device.type == "cuda":
-            self.to(memory_format=torch.channels_last)
+            return True
+        trainer = self._trainer  # None outside a Trainer, where `self.trainer` raises
+        return trainer is not None and str(trainer.precision).startswith("bf16")
 
     def collect(self, index: torch.Tensor, **tensors: torch.Tensor) -> None:
         # Mixed precision hands out half-precision outputs; every later step (FAISS, k-means,
