@@ -8,11 +8,11 @@
 #                                             bash scripts/gpu_check.sh tests       (the suite)
 #
 # The device steps write under $OUT: imports.txt (every declared dependency: version or
-# missing), then views.txt (scripts/benchmark_views.py on the GPU, benchmark_view_loader.py
-# in 15 loader processes, benchmark_step.py in fp32 and bf16), benchmark.log, gpu.json (docs/benchmarks/gpu.json), the semclust
-# runs' logs (run.log, views_*.log) and the first run's manifest.json; or tests.log (pytest
-# -v, one line per test as it ends, so a run cut short still says how far it got). Each
-# step stops itself before the tool's 600 s limit.
+# missing), then views.txt (scripts/benchmark_views.py on the GPU, benchmark_view_loader.py in
+# 15 loader processes, benchmark_step.py in fp32 and bf16), benchmark.log, gpu.json
+# (docs/benchmarks/gpu.json), the semclust runs' logs (run.log, views_*.log) and the first
+# run's manifest.json; or tests.log (pytest -v, one line per test as it ends, so a run cut
+# short still says how far it got). Each step stops itself before the tool's 600 s limit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/gpu_check}
@@ -57,7 +57,7 @@ run_benchmark() {  # $1: seconds it may take
     timeout 60 python3 scripts/benchmark_view_loader.py --workers 15 --batch 512 --view simclr
     timeout 60 python3 scripts/benchmark_view_loader.py --workers 15 --batch 128 --view scan
     # The model's own ceiling: SimCLR's step with the batch already on the GPU.
-    timeout 90 python3 scripts/benchmark_step.py --device cuda --batch 512 2>/dev/null
+    timeout 60 python3 scripts/benchmark_step.py --device cuda --batch 512 2>/dev/null
   } > "$out/views.txt" 2>&1
   cat "$out/views.txt"
   timeout "$(($1 - (SECONDS - started)))" python3 scripts/benchmark_gpu.py \

@@ -1,8 +1,10 @@
-"""What a stage ran on: library versions, thread count and device, recorded in the manifest.
+"""What a stage ran on: library versions, thread count, CPU kernels and device, recorded in
+the manifest.
 
 The same command on the same machine gives bit-identical results, but other library releases
-(a fresh ``pip install`` resolves the newest ones) or another thread count round differently,
-and in SCAN-style training a rounding difference can grow into another K or another ACC.
+(a fresh ``pip install`` resolves the newest ones), another thread count or a CPU whose
+kernels are wider (AVX-512 against AVX2) round differently, and in SCAN-style training a
+rounding difference can grow into another K or another ACC.
 Recording them with each stage makes such a difference something one can see.
 """
 
@@ -29,8 +31,8 @@ _DISTRIBUTIONS = (
 
 
 def software_environment() -> dict[str, Any]:
-    """Python, the installed versions of :data:`_DISTRIBUTIONS`, torch's CPU threads and the
-    CUDA device (None without one)."""
+    """Python, the installed versions of :data:`_DISTRIBUTIONS`, torch's CPU threads and CPU
+    kernels (``AVX2``, ``AVX512``, ...) and the CUDA device (None without one)."""
     versions = {}
     for name in _DISTRIBUTIONS:
         try:
@@ -42,6 +44,7 @@ def software_environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "versions": versions,
         "torch_threads": torch.get_num_threads(),
+        "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 
@@ -57,7 +60,18 @@ def environment_changes(before: dict[str, Any] | None, now: dict[str, Any]) -> l
         old, new = old_versions.get(name, "none"), new_versions.get(name, "none")
         if old != new:
             changes.append(f"{name} {old} -> {new}")
-    for key in ("python", "machine", "torch_threads", "cuda_device"):
-        if before.get(key) != now.get(key):
+    for key in ("python", "machine", "torch_threads", "cpu_kernels", "cuda_device"):
+        if key in before and before[key] != now.get(key):  # runs before 2026-12-07: no kernels
             changes.append(f"{key} {before.get(key)} -> {now.get(key)}")
     return changes
+
+
+def cpu_multiplies_bf16() -> bool | None:
+    """Whether this CPU has AMX, which multiplies bf16 matrices in hardware (None: unknown).
+
+    Without it torch's CPU bf16 convolutions are emulated: slower than float32, not faster.
+    """
+    try:  # torch's own CPU feature probe; private, so absent in some releases
+        return bool(torch._C._cpu._get_cpu_capability()["amx_bf16"])
+    except (AttributeError, KeyError, RuntimeError):
+        return None

@@ -73,16 +73,19 @@ class CollectsValidation(pl.LightningModule):
         return batch
 
     def on_fit_start(self) -> None:
+        self._set_memory_format()
+
+    def on_validation_start(self) -> None:
+        self._set_memory_format()
+
+    def _set_memory_format(self) -> None:
         if self._runs_channels_last():
             self.to(memory_format=torch.channels_last)
 
-    def on_validation_start(self) -> None:
-        self.on_fit_start()
-
     def _runs_channels_last(self) -> bool:
         # cuDNN's fastest convolutions (above all in bf16) read NHWC, and so do oneDNN's bf16
-        # ones on the CPU (ResNet-18 at 32 px on AMX: 165 images/s against 122 in NCHW). A
-        # float32 CPU run stays NCHW: that is where its kernels are fastest.
+        # ones on the CPU (docs/BENCHMARKS.md, "bf16 on the CPU"). Float32 CPU runs keep
+        # NCHW, and with it their results.
         if self.device.type == "cuda":
             return True
         trainer = self._trainer  # None outside a Trainer, where `self.trainer` raises
