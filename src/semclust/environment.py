@@ -61,8 +61,9 @@ def environment_changes(before: dict[str, Any] | None, now: dict[str, Any]) -> l
         if old != new:
             changes.append(f"{name} {old} -> {new}")
     for key in ("python", "machine", "torch_threads", "cpu_kernels", "cuda_device"):
-        if key in before and before[key] != now.get(key):  # runs before 2026-12-07: no kernels
-            changes.append(f"{key} {before.get(key)} -> {now.get(key)}")
+        # A key missing from an older record (cpu_kernels, added later) is not a change.
+        if key in before and before[key] != now.get(key):
+            changes.append(f"{key} {before[key]} -> {now.get(key)}")
     return changes
 
 
