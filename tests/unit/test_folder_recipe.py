@@ -57,6 +57,7 @@ def test_survey_counts_broken_files_and_names_bad_paths(tmp_path):
     (folder / "0" / "broken.png").write_bytes(b"not a png")
     survey = survey_folder(folder)
     assert (survey.image_count, survey.sampled, survey.unreadable) == (5, 4, 1)
+    assert survey.describe().endswith("(from 4 sampled, 1 unreadable)")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         survey_folder(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()

@@ -50,9 +50,10 @@ class FolderSurvey:
 
     def describe(self) -> str:
         kind = "grayscale" if self.grayscale else "colour"
+        unreadable = f", {self.unreadable:,} unreadable" if self.unreadable else ""
         return (
             f"{self.image_count:,} images, {kind}, median {self.median_width}x"
-            f"{self.median_height} px (from {self.sampled} sampled)"
+            f"{self.median_height} px (from {self.sampled:,} sampled{unreadable})"
         )
 
 
