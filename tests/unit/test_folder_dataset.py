@@ -331,6 +331,19 @@ class TestBadFiles:
         os.utime(broken, ns=(0, 10**9))  # a different mtime even on coarse clocks
         assert len(build(tmp_path)) == 2
 
+    def test_the_same_skips_are_warned_of_once(self, tmp_path: Path):
+        save(tmp_path / "a.png", random_rgb())
+        (tmp_path / "b.png").write_text("broken")
+        with pytest.warns(SkippedImagesWarning, match="b.png"):
+            FolderDataset(path=str(tmp_path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # every stage builds it again: no second warning
+            assert FolderDataset("test", path=str(tmp_path)).skipped
+        (tmp_path / "c.png").write_text("broken too")
+        with pytest.warns(SkippedImagesWarning, match="skipped 2 unusable") as caught:
+            FolderDataset(path=str(tmp_path))
+        assert len(caught) == 1
+
 
 def test_config_builds_the_folder(compose_config, tmp_path: Path):
     for i in range(4):

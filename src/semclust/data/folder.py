@@ -40,6 +40,11 @@ _WARN_LISTED = 20
 _CHECKED: dict[tuple[str, int, int, int, int], str | None] = {}
 
 
+#: (source, skipped) pairs already warned of: the pipeline builds the same dataset in every
+#: stage, and one warning is enough (each run directory's skipped_files_*.csv lists them all).
+_WARNED: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+
+
 class SkippedImagesWarning(UserWarning):
     """Some image files could not be used and were left out of a dataset."""
 
@@ -178,9 +183,12 @@ def check_images(paths: Iterable[Path], channels: int) -> tuple[list[Path], list
 
 
 def warn_skipped(skipped: Sequence[tuple[str, str]], source: Path | str) -> None:
-    """One :class:`SkippedImagesWarning` naming the skipped files and why (if there are any)."""
-    if not skipped:
+    """One :class:`SkippedImagesWarning` naming the skipped files and why (if there are any),
+    once per process for the same source and files."""
+    key = (str(source), tuple((str(path), reason) for path, reason in skipped))
+    if not skipped or key in _WARNED:
         return
+    _WARNED.add(key)
     lines = [f"  {path}: {reason}" for path, reason in skipped[:_WARN_LISTED]]
     if len(skipped) > _WARN_LISTED:
         lines.append(f"  ... and {len(skipped) - _WARN_LISTED} more (see the dataset's `skipped`)")
