@@ -1,4 +1,5 @@
-"""Evaluate a SCAN or self-label checkpoint: `python evaluate.py ckpt=<path> [data=...]`.
+"""Evaluate a SCAN or self-label checkpoint: `python evaluate.py ckpt=<path> [data=...]`
+(a .ckpt, a stage folder, or a run directory for its final model).
 
 Writes metrics.json and confusion_matrix.png (default: <run dir>/<stage>/evaluation/).
 With `predict.input_dir=DIR predict.out=OUT` it clusters a folder instead, as

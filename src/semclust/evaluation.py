@@ -12,9 +12,14 @@ from semclust.inference.checkpoint import load_clustering_checkpoint
 from semclust.inference.spec import to_plain
 from semclust.reporting.confusion import save_confusion_matrix
 from semclust.rundir import RunDirectory, write_json
+from semclust.runlog import quiet_lightning
 from semclust.stages.common import eval_loader
 from semclust.stages.scan import ScanModule
 from semclust.stages.scoring import ClusterEvaluation
+
+_LABELLED_SCORES = ("acc", "nmi", "ari")
+_LABEL_FREE_SCORES = ("silhouette", "calinski_harabasz", "davies_bouldin")
+_SCORE_NAMES = {"silhouette": "silhouette", "calinski_harabasz": "CH", "davies_bouldin": "DB"}
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -25,7 +30,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
         options = {k: v for k, v in to_plain(cfg.predict).items() if k not in ("input_dir", "out")}
         return predict_folder(cfg.ckpt, cfg.predict.input_dir, cfg.predict.out, **options)
-    model, metadata = load_clustering_checkpoint(cfg.ckpt)
+    quiet_lightning()
+    checkpoint = checkpoint_to_score(cfg.ckpt)
+    model, metadata = load_clustering_checkpoint(checkpoint)
     trained = metadata["data"]
     data_cfg = as_trained(to_plain(cfg.data), trained) if cfg.get("data") else trained
     if cfg.split not in ("train", "val"):
@@ -48,12 +55,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     result = module.validation_result()
 
     output_dir = (
-        Path(cfg.output_dir) if cfg.get("output_dir") else RunDirectory.evaluation_dir(cfg.ckpt)
+        Path(cfg.output_dir) if cfg.get("output_dir") else RunDirectory.evaluation_dir(checkpoint)
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     scores = {key: value for key, value in evaluation.latest.items()}
     summary = {
-        "ckpt": str(cfg.ckpt),
+        "ckpt": str(checkpoint),
         "stage": metadata["stage"],
         "dataset": data_cfg["kind"],
         "split": cfg.split,
@@ -69,10 +76,41 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             output_dir / "confusion_matrix.png",
             dataset.class_names,
         )
+    # Labels give ACC, NMI and ARI; an unlabelled folder the label-free scores.
+    shown = [key for key in _LABELLED_SCORES if key in scores] or [
+        key for key in _LABEL_FREE_SCORES if scores.get(key) is not None
+    ]
+    details = ", ".join(f"{_SCORE_NAMES.get(key, key.upper())} {scores[key]:.4f}" for key in shown)
     print(
         f"{metadata['stage']} checkpoint on {data_cfg['kind']}/{cfg.split} "
         f"({len(dataset)} images): "
-        + ", ".join(f"{k.upper()} {scores[k]:.4f}" for k in ("acc", "nmi", "ari") if k in scores)
+        + (details or f"{scores.get('clusters_used')} cluster(s) used, no scores defined")
     )
     print(f"wrote {output_dir / 'metrics.json'}")
     return summary
+
+
+def checkpoint_to_score(source: str | Path) -> Path:
+    """``source`` when it is a file; else the checkpoint of a stage folder's model, or of the
+    model of a run directory's final clustering stage (self-labeling if it completed)."""
+    source = Path(source)
+    if source.is_file():
+        return source
+    if not source.is_dir():
+        raise FileNotFoundError(f"ckpt={source} does not exist")
+    run = RunDirectory(source, create=False)
+    if (source / "checkpoints").is_dir():  # a stage folder
+        run, stage = RunDirectory(source.parent, create=False), source.name
+    elif run.manifest_path.is_file():
+        stage = run.final_model_stage()
+        if stage is None:
+            raise FileNotFoundError(f"run {source} has no completed scan or selflabel stage")
+    else:
+        raise FileNotFoundError(
+            f"ckpt={source} is a folder but neither a run directory (no manifest.json) nor "
+            "a stage folder (no checkpoints/); give a SCAN or self-label .ckpt"
+        )
+    checkpoint = run.model_checkpoint(stage)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"{source}: the {stage} stage's checkpoint {checkpoint} is missing")
+    return checkpoint

@@ -8,7 +8,6 @@ import copy
 import functools
 import logging
 import time
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +30,7 @@ from semclust.inference.spec import to_plain
 from semclust.metrics import HEADLINE_SCORES, LABEL_FREE_SCORES
 from semclust.rotation_invariance import apply_rotation_invariance
 from semclust.rundir import MODEL_STAGES, RunDirectory, write_json
-from semclust.runlog import attach_log_file
+from semclust.runlog import attach_log_file, quiet_lightning
 from semclust.stages.common import clear_checkpoints, known_num_clusters
 from semclust.stages.num_clusters import chosen_num_clusters
 from semclust.stages.registry import Stage, StageSkipped, registered_stages
@@ -44,25 +43,6 @@ SYNC_BATCHNORM_PLUGIN = "semclust.stages.sync_batchnorm.SyncBatchNormPlugin"
 _RESULT_TRAINER_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision")
 #: Recorded states of a stage that the same command continues rather than starts again.
 _RESUMABLE = ("running", "paused", "failed")
-
-
-def quiet_lightning() -> None:
-    """Keep the console to what a user acts on."""
-    # Lightning's per-trainer banners (GPU/TPU availability, cloud-logging tips) repeat for
-    # every stage; warnings and errors still show.
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
-    # Lightning's own use of a torch API deprecated in torch 2.10+; nothing of ours.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    # Frozen networks (perceptual loss, frozen backbones) stay in eval mode on purpose.
-    warnings.filterwarnings(
-        "ignore", message=r".*module\(s\) in eval mode at the start of training"
-    )
-    # A resumed stage writes into its own checkpoint folder again, as it should.
-    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty")
-    # Our training loaders resume mid-epoch through ResumableCheckpoint, not Lightning.
-    warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable")
-    # Small datasets end up with few batches per epoch; we log per epoch anyway.
-    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval")
 
 
 def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:

@@ -143,6 +143,12 @@ class RunDirectory:
     def last_checkpoint(self, stage: str) -> Path:
         return self.checkpoint_dir(stage) / "last.ckpt"
 
+    def model_checkpoint(self, stage: str) -> Path:
+        """The checkpoint a stage's model comes from: ``best.ckpt`` where the stage keeps its
+        best epoch (SCAN), else ``last.ckpt``."""
+        best = self.checkpoint_dir(stage) / "best.ckpt"
+        return best if best.is_file() else self.last_checkpoint(stage)
+
     def skipped_files(self, split_key: str) -> Path:
         """Where the images a dataset split skipped are listed."""
         return self.root / f"skipped_files_{split_key}.csv"

@@ -1,4 +1,4 @@
-"""The run's log file, and how a failed run is reported.
+"""The run's log file, what reaches the console, and how a failed run is reported.
 
 Errors of the user's making (a bad value, a missing file, a folder that is not a run) are
 printed as one line; their traceback goes to ``<run>/train.log`` only, for a bug report.
@@ -9,6 +9,7 @@ import os
 import re
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 #: Exceptions whose message tells the user what to change; anything else is a bug of ours.
@@ -102,3 +103,22 @@ def exit_on_error(error: BaseException, program: str) -> None:
         sys.stderr.flush()
         os._exit(status)
     sys.exit(status)
+
+
+def quiet_lightning() -> None:
+    """Keep the console to what a user acts on."""
+    # Lightning's per-trainer banners (GPU/TPU availability, cloud-logging tips) repeat for
+    # every stage; warnings and errors still show.
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    # Lightning's own use of a torch API deprecated in torch 2.10+; nothing of ours.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # Frozen networks (perceptual loss, frozen backbones) stay in eval mode on purpose.
+    warnings.filterwarnings(
+        "ignore", message=r".*module\(s\) in eval mode at the start of training"
+    )
+    # A resumed stage writes into its own checkpoint folder again, as it should.
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty")
+    # Our training loaders resume mid-epoch through ResumableCheckpoint, not Lightning.
+    warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable")
+    # Small datasets end up with few batches per epoch; we log per epoch anyway.
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval")

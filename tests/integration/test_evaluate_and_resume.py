@@ -56,6 +56,24 @@ def test_evaluate_defaults_to_a_folder_beside_the_checkpoint(scan_run, compose_c
     assert (written["stage"], written["split"], written["num_images"]) == ("scan", "train", 360)
 
 
+def test_evaluate_takes_a_run_or_stage_folder(scan_run, compose_config, tmp_path, capsys):
+    for folder in (scan_run, scan_run / "scan"):
+        cfg = compose_config(
+            "evaluate",
+            [f"ckpt={folder}", f"output_dir={tmp_path}", "trainer.enable_progress_bar=false"],
+        )
+        summary = evaluate(cfg)
+        # The run's final clustering stage is SCAN, whose model is its best epoch.
+        assert summary["ckpt"] == str(scan_run / "scan/checkpoints/best.ckpt")
+        assert f"scan checkpoint on digits/val (360 images): ACC {summary['acc']:.4f}" in (
+            capsys.readouterr().out
+        )
+    (tmp_path / "plain").mkdir()
+    cfg = compose_config("evaluate", [f"ckpt={tmp_path / 'plain'}"])
+    with pytest.raises(FileNotFoundError, match="neither a run directory"):
+        evaluate(cfg)
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

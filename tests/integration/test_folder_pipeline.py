@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from semclust.evaluation import evaluate
 from semclust.pipeline import train
 
 FOLDER_RUN = [
@@ -77,7 +78,9 @@ def test_labelled_folder_with_broken_files(tiny_config, tmp_path):
     assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.rglob("*")) == before
 
 
-def test_flat_folder_is_unlabeled_and_reports_label_free_scores(tiny_config, tmp_path, capsys):
+def test_flat_folder_is_unlabeled_and_reports_label_free_scores(
+    tiny_config, compose_config, tmp_path, capsys
+):
     folder = tmp_path / "flat"
     _write_digits(folder, per_class=20, nested=False)
     summary = train(
@@ -95,6 +98,14 @@ def test_flat_folder_is_unlabeled_and_reports_label_free_scores(tiny_config, tmp
     for key in ("silhouette", "calinski_harabasz", "davies_bouldin"):
         assert (key in scan) == has_scores == (key in summary)
     assert "silhouette" in capsys.readouterr().out
+
+    # evaluate.py on the run directory scores its SCAN model the same way, without labels.
+    evaluated = evaluate(compose_config("evaluate", [f"ckpt={tmp_path / 'run'}"]))
+    if has_scores:
+        assert evaluated["silhouette"] == pytest.approx(scan["silhouette"])
+    printed = capsys.readouterr().out
+    assert ("silhouette" in printed) == has_scores
+    assert ("no scores defined" in printed) != has_scores
 
 
 @pytest.mark.parametrize(
