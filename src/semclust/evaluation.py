@@ -10,16 +10,13 @@ from semclust.data import build_dataset
 from semclust.folder_recipe import as_trained
 from semclust.inference.checkpoint import load_clustering_checkpoint
 from semclust.inference.spec import to_plain
+from semclust.metrics import HEADLINE_SCORES, LABEL_FREE_SCORES, SCORE_TITLES
 from semclust.reporting.confusion import save_confusion_matrix
 from semclust.rundir import RunDirectory, write_json
 from semclust.runlog import quiet_lightning
 from semclust.stages.common import eval_loader
 from semclust.stages.scan import ScanModule
 from semclust.stages.scoring import ClusterEvaluation
-
-_LABELLED_SCORES = ("acc", "nmi", "ari")
-_LABEL_FREE_SCORES = ("silhouette", "calinski_harabasz", "davies_bouldin")
-_SCORE_NAMES = {"silhouette": "silhouette", "calinski_harabasz": "CH", "davies_bouldin": "DB"}
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -77,10 +74,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             dataset.class_names,
         )
     # Labels give ACC, NMI and ARI; an unlabelled folder the label-free scores.
-    shown = [key for key in _LABELLED_SCORES if key in scores] or [
-        key for key in _LABEL_FREE_SCORES if scores.get(key) is not None
+    shown = [key for key in HEADLINE_SCORES if key in scores] or [
+        key for key in LABEL_FREE_SCORES if scores.get(key) is not None
     ]
-    details = ", ".join(f"{_SCORE_NAMES.get(key, key.upper())} {scores[key]:.4f}" for key in shown)
+    details = ", ".join(f"{SCORE_TITLES[key]} {scores[key]:.4f}" for key in shown)
     print(
         f"{metadata['stage']} checkpoint on {data_cfg['kind']}/{cfg.split} "
         f"({len(dataset)} images): "

@@ -18,6 +18,15 @@ from sklearn.metrics import (
 #: The scores against ground truth, and the label-free ones, as the tables show them.
 HEADLINE_SCORES = ("acc", "nmi", "ari")
 LABEL_FREE_SCORES = ("silhouette", "calinski_harabasz", "davies_bouldin")
+#: Each score's short name in tables and closing lines.
+SCORE_TITLES = {
+    "acc": "ACC",
+    "nmi": "NMI",
+    "ari": "ARI",
+    "silhouette": "silhouette",
+    "calinski_harabasz": "CH",
+    "davies_bouldin": "DB",
+}
 
 
 def _as_label_array(values: Any, name: str) -> np.ndarray:

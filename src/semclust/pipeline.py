@@ -27,7 +27,7 @@ from semclust.failpoints import failpoint
 from semclust.fingerprints import data_fingerprint, describe_data, digest, outputs_digest
 from semclust.folder_recipe import complete_folder_recipe, settle_scan_neighbors
 from semclust.inference.spec import to_plain
-from semclust.metrics import HEADLINE_SCORES, LABEL_FREE_SCORES
+from semclust.metrics import HEADLINE_SCORES, LABEL_FREE_SCORES, SCORE_TITLES
 from semclust.rotation_invariance import apply_rotation_invariance
 from semclust.rundir import MODEL_STAGES, RunDirectory, write_json
 from semclust.runlog import attach_log_file, quiet_lightning
@@ -65,6 +65,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         raise ValueError(f"unknown stages {unknown}; choose from {known}")
     cfg = copy.deepcopy(cfg)
     _sync_batchnorm_on_any_device(cfg)
+    _require_the_gpu_asked_for(cfg)  # before the folder is read and the run folder claimed
     recipe = complete_folder_recipe(cfg, overrides)  # may name the run after the folder
     check_config(cfg)  # the chosen values too
     run = RunDirectory(cfg.paths.run_dir, create=False)
@@ -251,6 +252,21 @@ def _warn_of_emulated_bf16(cfg: DictConfig) -> None:
         )
 
 
+def _require_the_gpu_asked_for(cfg: DictConfig) -> None:
+    """``trainer=gpu`` where torch sees no GPU fails at once, saying so (Lightning would
+    only after the data was read, naming no "backend")."""
+    accelerator = str(cfg.trainer.accelerator).lower()
+    if accelerator not in ("gpu", "cuda") or torch.cuda.is_available():
+        return
+    if accelerator == "gpu" and torch.backends.mps.is_available():
+        return  # Lightning's "gpu" is Apple's GPU too
+    raise ValueError(
+        f"trainer.accelerator={accelerator}, but torch {torch.__version__} sees no GPU here "
+        f"(CUDA build: {torch.version.cuda or 'none'}); use trainer=cpu, or trainer=default "
+        "to take a GPU where there is one"
+    )
+
+
 def _sync_batchnorm_on_any_device(cfg: DictConfig) -> None:
     """``trainer.sync_batchnorm`` through our plugin: Lightning's own is CUDA-only."""
     if not cfg.trainer.get("sync_batchnorm"):
@@ -318,11 +334,9 @@ def format_table(summary: dict[str, Any], stages: list[Stage] | None = None) -> 
     names = {row: title for stage in stages for row, title in stage.table_rows.items()}
     entries = {key: summary["stages"].get(key) for key in names}
     labeled = any(entry and "acc" in entry for entry in entries.values())
-    columns = (
-        dict(zip(HEADLINE_SCORES, ("ACC", "NMI", "ARI"), strict=True))
-        if labeled
-        else dict(zip(LABEL_FREE_SCORES, ("silhouette", "CH", "DB"), strict=True))
-    )
+    columns = {
+        key: SCORE_TITLES[key] for key in (HEADLINE_SCORES if labeled else LABEL_FREE_SCORES)
+    }
     rows = [f"{'method':<28}" + "".join(f"{title:>12}" for title in columns.values())]
     notes = []
     for key, name in names.items():

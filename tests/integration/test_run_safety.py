@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from semclust.pipeline import train
 from semclust.rundir import RUN_FORMAT, RunDirectory, RunDirectoryError
@@ -124,6 +125,16 @@ def test_an_option_refused_by_the_class_it_configures_ends_in_one_line(tmp_path)
     assert len(errors) == 1, process.stderr
     assert errors[0].startswith("train.py: error: trainer: `Trainer(devices=0)`"), errors[0]
     assert "traceback in" in errors[0] and (tmp_path / "run" / "train.log").is_file()
+
+
+def test_a_gpu_trainer_without_a_gpu_fails_before_anything_is_read(
+    tiny_config, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"trainer.accelerator=gpu, but torch .* sees no GPU"):
+        train(tiny_config("trainer=gpu"))
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_unusable_run_directory_ends_in_one_line(tmp_path):
