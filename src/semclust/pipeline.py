@@ -253,8 +253,8 @@ def _warn_of_emulated_bf16(cfg: DictConfig) -> None:
 
 
 def _require_the_gpu_asked_for(cfg: DictConfig) -> None:
-    """``trainer=gpu`` where torch sees no GPU fails at once, saying so (Lightning would
-    only after the data was read, naming no "backend")."""
+    """``trainer=gpu`` where torch sees no GPU fails at once, saying so; Lightning fails only
+    once the data has been read, with "No supported gpu backend found!"."""
     accelerator = str(cfg.trainer.accelerator).lower()
     if accelerator not in ("gpu", "cuda") or torch.cuda.is_available():
         return
