@@ -98,7 +98,7 @@ def checkpoint_to_score(source: str | Path) -> Path:
     run = RunDirectory(source, create=False)
     if (source / "checkpoints").is_dir():  # a stage folder
         run, stage = RunDirectory(source.parent, create=False), source.name
-    elif run.manifest_path.is_file():
+    elif run.manifest_path.is_file():  # a run directory
         stage = run.final_model_stage()
         if stage is None:
             raise FileNotFoundError(f"run {source} has no completed scan or selflabel stage")
