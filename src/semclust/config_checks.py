@@ -119,6 +119,7 @@ RULES: list[Rule] = [
     ("backbone.image_size", *either(None, POSITIVE_INT)),
     *((f"{group}.{key}", *check) for group in STAGE_GROUPS for key, check in STAGE_OPTIONS),
     ("pretext.temperature", *POSITIVE),
+    ("pretext.gradient_clip_val", *either(None, POSITIVE)),
     ("pretext.projection_hidden_dim", *POSITIVE_INT),
     ("pretext.projection_dim", *POSITIVE_INT),
     ("pretext.augmentation", *one_of("weak", "eval", "strong", "pretext")),

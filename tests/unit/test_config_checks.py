@@ -44,6 +44,7 @@ def test_every_experiment_passes(compose_config, experiment):
             "n_components:auto}]",
         ],
         ["trainer=gpu", "logger=none", "mine.use_gpu=true", "scan.augmentation=weak"],
+        ["pretext.gradient_clip_val=null"],
     ],
 )
 def test_valid_variants_pass(compose_config, overrides):
@@ -71,6 +72,8 @@ def test_valid_variants_pass(compose_config, overrides):
         ),
         ("selflabel.epochs=0", "selflabel.epochs"),
         ("pretext.batch_size=0", "pretext.batch_size"),
+        ("pretext.gradient_clip_val=0", "pretext.gradient_clip_val"),
+        ("pretext.gradient_clip_val=off", "pretext.gradient_clip_val"),
         ("data.eval_batch_size=0", "data.eval_batch_size"),
         ("selflabel.threshold=1.5", "selflabel.threshold"),
         ("selflabel.threshold=1.0", "selflabel.threshold"),

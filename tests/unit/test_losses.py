@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from semclust.losses import confidence_cross_entropy, nt_xent_loss, scan_loss
+from semclust.losses import confidence_cross_entropy, mean_cosine, nt_xent_loss, scan_loss
 from semclust.stages.scan import scan_validation_losses
 
 EPS = 1e-8
@@ -170,6 +170,27 @@ class TestNtXent:
         for grad, exact in ((z_a.grad, exact_a.grad), (z_b.grad, exact_b.grad)):
             # The gradient reaches the bf16 projections rounded to bf16 once, no worse.
             assert ((grad.float() - exact).norm() / exact.norm()).item() < 4e-3
+
+
+class TestMeanCosine:
+    def test_matches_the_mean_of_every_pairwise_cosine(self):
+        z = random_tensor(7, 5, seed=8, scale=4.0)
+        unit = z / z.norm(dim=1, keepdim=True)
+        torch.testing.assert_close(mean_cosine(z), (unit @ unit.T).mean())
+
+    def test_is_one_when_collapsed_and_one_over_n_for_orthogonal_rows(self):
+        # A collapsed SimCLR: one direction, lengths free (the projections blow up).
+        direction = random_tensor(1, 16, seed=9)
+        collapsed = direction * torch.arange(1, 9, dtype=torch.float64)[:, None]
+        torch.testing.assert_close(mean_cosine(collapsed), as_tensor(1.0))
+        torch.testing.assert_close(mean_cosine(torch.eye(8, dtype=torch.float64)), as_tensor(1 / 8))
+
+    def test_is_float32_and_detached_for_bf16_projections(self):
+        z = random_tensor(64, 32, seed=10).bfloat16().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            cosine = mean_cosine(z)
+        assert cosine.dtype == torch.float32
+        assert not cosine.requires_grad
 
 
 class TestScanLoss:

@@ -42,3 +42,13 @@ def nt_xent_loss(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> to
         similarities = similarities.masked_fill(self_mask, float("-inf"))
         positives = torch.arange(2 * batch_size, device=z.device).roll(batch_size)
         return F.cross_entropy(similarities, positives)
+
+
+def mean_cosine(z: torch.Tensor) -> torch.Tensor:
+    """Mean cosine similarity over all ordered pairs of the rows of ``z`` (``(N, D)``), a row
+    with itself included: 1 when every row points the same way, as the projections of a
+    collapsed SimCLR do, and about ``1 / N`` for rows spread evenly. Computed as the squared
+    length of the mean unit row, so in O(N D)."""
+    with torch.autocast(z.device.type, enabled=False):
+        unit = F.normalize(z.detach().to(torch.promote_types(z.dtype, torch.float32)), dim=1)
+        return unit.mean(dim=0).square().sum()

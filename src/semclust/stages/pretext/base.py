@@ -84,6 +84,7 @@ class TrainedPretext(Pretext):
             cfg.pretext.epochs,
             [evaluation],
             check_val_every_n_epoch=cfg.pretext.val_every_n_epochs,
+            gradient_clip_val=cfg.pretext.get("gradient_clip_val"),
         )
         train_loader = training_loader(
             cfg, "pretext", train_set, train_views, cfg.pretext.batch_size, trainer
@@ -93,4 +94,10 @@ class TrainedPretext(Pretext):
         kmeans: dict[str, Any] = {
             f"kmeans_{k}": v for k, v in evaluation.latest.items() if k in HEADLINE_SCORES
         }
-        return outputs, {**kmeans, "training_speed": speed}
+        # The training loss (and, for SimCLR, the projections' mean cosine) of the last epoch.
+        last_epoch = {
+            name.removeprefix("train/"): float(value)
+            for name, value in trainer.callback_metrics.items()
+            if name.startswith("train/")
+        }
+        return outputs, {**kmeans, "training_speed": speed, "last_epoch": last_epoch}

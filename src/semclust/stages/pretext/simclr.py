@@ -1,5 +1,6 @@
 """SimCLR: two augmented views per image, contrasted with NT-Xent over the (global) batch."""
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -8,12 +9,17 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from semclust.losses import nt_xent_loss
+from semclust.losses import mean_cosine, nt_xent_loss
 from semclust.models import ProjectionHead
 from semclust.stages.base import FeatureExtractor
 from semclust.stages.common import optional_factory
 from semclust.stages.pretext.base import TrainedPretext
 
+log = logging.getLogger(__name__)
+
+#: Above this mean cosine between a batch's projections, SimCLR has collapsed: every image
+#: maps to nearly one point, the loss sits at its chance value and the gradient vanishes.
+COLLAPSED_COSINE = 0.99
 
 class SimCLRModule(FeatureExtractor):
     """Backbone + MLP projection trained with NT-Xent on two augmented views per image.
@@ -49,15 +55,29 @@ class SimCLRModule(FeatureExtractor):
             z_a = self.all_gather(z_a, sync_grads=True).flatten(0, 1)
             z_b = self.all_gather(z_b, sync_grads=True).flatten(0, 1)
         loss = nt_xent_loss(z_a, z_b, self.temperature)
+        batch_size = batch["view_a"].shape[0]
         self.log(
             "train/ntxent_loss",
             loss,
             prog_bar=True,
             on_step=False,
             on_epoch=True,
-            batch_size=batch["view_a"].shape[0],
+            batch_size=batch_size,
         )
+        cosine = mean_cosine(torch.cat([z_a, z_b]))
+        self.log("train/mean_cosine", cosine, on_step=False, on_epoch=True, batch_size=batch_size)
         return loss
+
+    def on_train_end(self) -> None:
+        cosine = self.trainer.callback_metrics.get("train/mean_cosine")
+        if cosine is not None and float(cosine) > COLLAPSED_COSINE and self.trainer.is_global_zero:
+            log.warning(
+                "pretext: SimCLR's projections collapsed (mean cosine %.4f in the last epoch): "
+                "the backbone learnt little. A smaller pretext.gradient_clip_val or "
+                "pretext.optimizer.lr, or more epochs, may get it out (docs/BENCHMARKS.md, "
+                "\"SimCLR's collapse at the start\")",
+                float(cosine),
+            )
 
     def configure_optimizers(self) -> Any:
         return self.optimizers_for(self.parameters())
