@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 #: maps to nearly one point, the loss sits at its chance value and the gradient vanishes.
 COLLAPSED_COSINE = 0.99
 
+
 class SimCLRModule(FeatureExtractor):
     """Backbone + MLP projection trained with NT-Xent on two augmented views per image.
 
@@ -75,7 +76,7 @@ class SimCLRModule(FeatureExtractor):
                 "pretext: SimCLR's projections collapsed (mean cosine %.4f in the last epoch): "
                 "the backbone learnt little. A smaller pretext.gradient_clip_val or "
                 "pretext.optimizer.lr, or more epochs, may get it out (docs/BENCHMARKS.md, "
-                "\"SimCLR's collapse at the start\")",
+                '"SimCLR\'s collapse at the start")',
                 float(cosine),
             )
 
