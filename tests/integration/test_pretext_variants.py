@@ -189,7 +189,9 @@ def test_frozen_backbone_heads_with_and_without_the_cache(tiny_config, tmp_path,
             "stages=[pretext,mine,scan,selflabel]",
             "scan.update_backbone=false",
             f"scan.cached_features={str(cached).lower()}",
-            "selflabel.threshold=0.2",
+            # Just above chance (0.1 for 10 clusters): two SCAN epochs of heads on frozen
+            # features leave them unsure, and self-labeling must still run.
+            "selflabel.threshold=0.12",
             "selflabel.min_clusters_kept_fraction=0",
             "selflabel.max_silhouette_drop=null",
         )
