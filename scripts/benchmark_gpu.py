@@ -112,6 +112,8 @@ def semclust_run(
         "mine_images": mine.get("train_images"),
         "scan_epoch_s": scan_speed.get("train_epoch_s"),
         "purity": mine.get("train_neighbor_accuracy"),
+        # NT-Xent and the projections' mean cosine (near 1: collapsed) of the last epoch.
+        "simclr_last_epoch": pretext.get("last_epoch", {}),
         "input_path": [line.split(": ", 1)[-1] for line in log_lines if "pretext: views" in line],
         "wall_s": round(wall, 1),
         "command": "python train.py " + " ".join(overrides),
@@ -145,9 +147,12 @@ def reference_run(args: argparse.Namespace, images: int) -> dict:
         sys.exit(f"reference failed (exit {process.returncode}):\n{output[-3000:]}")
     speed = re.search(r"= ([\d.]+) images/s", output)
     purity = re.search(r"knn purity@20 after \d+ steps: ([\d.]+)", output)
+    loss = re.search(r"loss ([\d.]+)\)", output)
     return {
         "images_per_s": float(speed.group(1)) if speed else None,
         "purity": float(purity.group(1)) if purity else None,
+        # Its NT-Xent on the first view's rows, of the last batch only.
+        "last_batch_loss": float(loss.group(1)) if loss else None,
         "steps": steps,
         "command": " ".join(command),
     }
