@@ -1,6 +1,6 @@
-"""SimCLR's guard against its collapse at the start: the clipped gradient, and the warning
-when the projections have collapsed anyway (docs/BENCHMARKS.md, "SimCLR's collapse at the
-start")."""
+"""SimCLR's guard against its collapse at the start: the clipped gradient, the logged norm
+that shows when the clip acts, and the warning when the projections have collapsed anyway
+(docs/BENCHMARKS.md, "SimCLR's collapse at the start")."""
 
 import json
 import logging
@@ -64,12 +64,32 @@ def test_the_clipped_gradient_bounds_every_step(compose_config, tmp_path):
     # projection head's among them) by at most lr x 0.001.
     assert 0 < _distance(clipped, start) <= steps * 1.0 * 0.001 * (1 + 1e-4)
     assert _distance(unclipped, start) > 10 * steps * 0.001
-    # The manifest keeps the last epoch's loss and the projections' mean cosine.
-    manifest = json.loads((tmp_path / "clipped" / "manifest.json").read_text())
-    last_epoch = manifest["stages"]["pretext"]["metrics"]["last_epoch"]
-    assert set(last_epoch) == {"ntxent_loss", "mean_cosine"}
-    assert 0 < last_epoch["ntxent_loss"] < math.log(2 * 64 - 1) + 1
-    assert 0 < last_epoch["mean_cosine"] <= 1
+    # The manifest keeps the last epoch's loss, the projections' mean cosine, and the
+    # gradient's norm before clipping with how often the clip cut it (every step at 0.001).
+    clipped_epoch = _last_epoch(tmp_path / "clipped")
+    assert set(clipped_epoch) == {"ntxent_loss", "mean_cosine", "grad_norm", "clipped_fraction"}
+    assert 0 < clipped_epoch["ntxent_loss"] < math.log(2 * 64 - 1) + 1
+    assert 0 < clipped_epoch["mean_cosine"] <= 1
+    assert clipped_epoch["grad_norm"] > 0.001
+    assert clipped_epoch["clipped_fraction"] == 1.0
+    # Unclipped, the norm is still logged; there is no clip to count.
+    unclipped_epoch = _last_epoch(tmp_path / "unclipped")
+    assert set(unclipped_epoch) == {"ntxent_loss", "mean_cosine", "grad_norm"}
+    assert unclipped_epoch["grad_norm"] > 0.001
+
+
+def test_the_logged_gradient_norm_is_the_unclipped_one(compose_config, tmp_path):
+    # A clip far above the gradient: nothing cut, and the same norm as without a clip.
+    _pretext_weights(compose_config, tmp_path / "loose", "pretext.gradient_clip_val=1e6")
+    _pretext_weights(compose_config, tmp_path / "off", "pretext.gradient_clip_val=null")
+    loose, off = _last_epoch(tmp_path / "loose"), _last_epoch(tmp_path / "off")
+    assert loose["clipped_fraction"] == 0.0
+    assert loose["grad_norm"] == pytest.approx(off["grad_norm"], rel=1e-4)
+
+
+def _last_epoch(run_dir) -> dict[str, float]:
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return manifest["stages"]["pretext"]["metrics"]["last_epoch"]
 
 
 def test_simclr_clips_by_default(compose_config):

@@ -94,7 +94,8 @@ class TrainedPretext(Pretext):
         kmeans: dict[str, Any] = {
             f"kmeans_{k}": v for k, v in evaluation.latest.items() if k in HEADLINE_SCORES
         }
-        # The training loss (and, for SimCLR, the projections' mean cosine) of the last epoch.
+        # The last epoch's training metrics (for SimCLR also the projections' mean cosine and the
+        # gradient's norm before clipping).
         last_epoch = {
             name.removeprefix("train/"): float(value)
             for name, value in trainer.callback_metrics.items()

@@ -69,6 +69,19 @@ class SimCLRModule(FeatureExtractor):
         self.log("train/mean_cosine", cosine, on_step=False, on_epoch=True, batch_size=batch_size)
         return loss
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Lightning clips after this hook, so this is the gradient as the loss made it: its
+        # norm, and how often pretext.gradient_clip_val cut it (mean over the epoch's steps).
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if not grads:
+            return
+        norm = torch.nn.utils.get_total_norm(grads)
+        self.log("train/grad_norm", norm, on_step=False, on_epoch=True, batch_size=1)
+        clip = self.trainer.gradient_clip_val
+        if clip is not None:
+            clipped = (norm > clip).float()
+            self.log("train/clipped_fraction", clipped, on_step=False, on_epoch=True, batch_size=1)
+
     def on_train_end(self) -> None:
         cosine = self.trainer.callback_metrics.get("train/mean_cosine")
         if cosine is not None and float(cosine) > COLLAPSED_COSINE and self.trainer.is_global_zero:
