@@ -71,7 +71,13 @@ def test_smoke_run_writes_every_figure_the_gpu_table_needs(tmp_path):
     assert result["reference_images_per_s"] == 192.0
     assert result["reference_purity_after_2_epochs"] == 0.3821
     assert result["reference"]["last_batch_loss"] == 4.1
-    assert set(result["semclust"]["simclr_last_epoch"]) == {"ntxent_loss", "mean_cosine"}
+    # The default clip is on, so the share of clipped steps is there too.
+    assert set(result["semclust"]["simclr_last_epoch"]) == {
+        "ntxent_loss",
+        "mean_cosine",
+        "grad_norm",
+        "clipped_fraction",
+    }
     assert result["simclr_speedup"] == round(result["simclr_images_per_s"] / 192.0, 2)
     assert result["semclust"]["input_path"] == [
         # 120 images of 3x32x32
