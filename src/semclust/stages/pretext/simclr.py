@@ -75,7 +75,8 @@ class SimCLRModule(FeatureExtractor):
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         if not grads:
             return
-        norm = torch.nn.utils.get_total_norm(grads)
+        # As clip_grad_norm_ computes it (torch.nn.utils.get_total_norm needs torch >= 2.6).
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
         self.log("train/grad_norm", norm, on_step=False, on_epoch=True, batch_size=1)
         clip = self.trainer.gradient_clip_val
         if clip is not None:
