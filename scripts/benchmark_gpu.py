@@ -112,7 +112,8 @@ def semclust_run(
         "mine_images": mine.get("train_images"),
         "scan_epoch_s": scan_speed.get("train_epoch_s"),
         "purity": mine.get("train_neighbor_accuracy"),
-        # NT-Xent and the projections' mean cosine (near 1: collapsed) of the last epoch.
+        # The last epoch's NT-Xent, projections' mean cosine (near 1: collapsed), gradient norm
+        # before clipping and share of steps clipped.
         "simclr_last_epoch": pretext.get("last_epoch", {}),
         "input_path": [line.split(": ", 1)[-1] for line in log_lines if "pretext: views" in line],
         "wall_s": round(wall, 1),
